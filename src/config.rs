@@ -1,0 +1,198 @@
+//! Every setting of the server: one clap struct whose doc comments are the `--help` text.
+//!
+//! Each flag has an `FLIGHTBAY_*` environment variable and a default that works without a config file.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::store::PutMode;
+
+/// flightbay: an Arrow Flight server where every upload and every query result is a numbered, immutable flight.
+#[derive(Debug, Parser)]
+#[command(name = "flightbay", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+    /// Server settings when no subcommand is given.
+    #[command(flatten)]
+    pub serve: Config,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run the Flight server (the default).
+    Serve(Config),
+}
+
+impl Cli {
+    /// The server config, whichever way it was given.
+    pub fn into_config(self) -> Config {
+        match self.command {
+            Some(CliCommand::Serve(config)) => config,
+            None => self.serve,
+        }
+    }
+}
+
+/// Server settings.
+#[derive(Clone, Debug, Args)]
+pub struct Config {
+    /// Address to bind. Keep 127.0.0.1 unless clients on other machines need the server.
+    #[arg(long, env = "FLIGHTBAY_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on; 0 picks a free port (see --ready-file).
+    #[arg(long, env = "FLIGHTBAY_PORT", default_value_t = 8815)]
+    pub port: u16,
+
+    /// Directory for spill files and the catalog.
+    #[arg(long, env = "FLIGHTBAY_DATA_DIR", default_value = "./flightbay-data")]
+    pub data_dir: PathBuf,
+
+    /// Memory for flight data: bytes ("512MiB", "4GiB", "2GB", "1000000") or a share of RAM ("25%").
+    #[arg(long, env = "FLIGHTBAY_MEMORY_LIMIT", default_value = "25%")]
+    pub memory_limit: ByteSize,
+
+    /// Largest gRPC message accepted or sent, both directions ("256MiB").
+    #[arg(long, env = "FLIGHTBAY_MAX_MESSAGE_SIZE", default_value = "256MiB")]
+    pub max_message_size: ByteSize,
+
+    /// What an upload does when its name exists: error (refuse), replace (move the name) or append.
+    #[arg(long, env = "FLIGHTBAY_DEFAULT_PUT_MODE", value_enum, default_value_t = PutMode::Error)]
+    pub default_put_mode: PutMode,
+
+    /// Once listening, write the bound "host:port" to this file (for scripts and tests using --port 0).
+    #[arg(long, env = "FLIGHTBAY_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+
+    /// Log filter, e.g. "info" or "flightbay=debug".
+    #[arg(long, env = "FLIGHTBAY_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Cli::parse_from(["flightbay"]).into_config()
+    }
+}
+
+impl Config {
+    /// The memory limit in bytes.
+    pub fn memory_limit_bytes(&self) -> usize {
+        self.memory_limit.resolve(total_memory())
+    }
+
+    /// The message limit in bytes.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_size.resolve(total_memory())
+    }
+}
+
+/// A size given as bytes or as a percentage of physical memory.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum ByteSize {
+    /// An absolute number of bytes.
+    Bytes(u64),
+    /// A share of physical memory, in percent.
+    Percent(f64),
+}
+
+impl ByteSize {
+    /// Bytes, resolving a percentage against `total`.
+    pub fn resolve(self, total: u64) -> usize {
+        let bytes = match self {
+            ByteSize::Bytes(b) => b,
+            ByteSize::Percent(p) => (total as f64 * p / 100.0) as u64,
+        };
+        usize::try_from(bytes).unwrap_or(usize::MAX)
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| format!("bad percentage {s:?}"))?;
+            if !(p > 0.0 && p <= 100.0) {
+                return Err(format!("percentage {s:?} must be in (0, 100]"));
+            }
+            return Ok(ByteSize::Percent(p));
+        }
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let num: f64 = num
+            .parse()
+            .map_err(|_| format!("bad size {s:?}: expected e.g. 512MiB, 4GiB or 25%"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            "t" | "tb" => 1_000_000_000_000,
+            "tib" => 1 << 40,
+            other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+        };
+        Ok(ByteSize::Bytes((num * mult as f64) as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ByteSize::Bytes(b) => write!(f, "{b}"),
+            ByteSize::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// Physical memory in bytes (from /proc/meminfo; 8 GiB when unknown).
+pub fn total_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(8 << 30, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!("512MiB".parse::<ByteSize>().unwrap(), ByteSize::Bytes(512 << 20));
+        assert_eq!("4GiB".parse::<ByteSize>().unwrap(), ByteSize::Bytes(4 << 30));
+        assert_eq!("2GB".parse::<ByteSize>().unwrap(), ByteSize::Bytes(2_000_000_000));
+        assert_eq!("1000".parse::<ByteSize>().unwrap(), ByteSize::Bytes(1000));
+        assert_eq!("1.5 KiB".parse::<ByteSize>().unwrap(), ByteSize::Bytes(1536));
+        assert_eq!("25%".parse::<ByteSize>().unwrap().resolve(1000), 250);
+        for bad in ["", "x", "12XB", "0%", "150%", "-1"] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::default();
+        assert_eq!(c.port, 8815);
+        assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(c.max_message_bytes(), 256 << 20);
+        assert_eq!(c.default_put_mode, PutMode::Error);
+        let c = Cli::parse_from(["flightbay", "serve", "--port", "0"]).into_config();
+        assert_eq!(c.port, 0);
+    }
+}

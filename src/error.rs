@@ -1,0 +1,203 @@
+//! One [`Error`] type for the crate and the single exhaustive mapping from it to a gRPC [`tonic::Status`].
+
+use datafusion::error::DataFusionError;
+
+/// Longest message sent to a client; longer ones are cut (DataFusion plans can be very long).
+const MAX_MESSAGE_LEN: usize = 4096;
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in flightbay, by what the client should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flight, name, namespace or ticket that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Bad JSON, SQL, schema or arguments.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A name that is taken.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Memory and disk are both full.
+    #[error("flightbay: {0}")]
+    ResourceExhausted(String),
+    /// A feature flightbay does not offer.
+    #[error("{0}")]
+    Unimplemented(String),
+    /// The request was cancelled.
+    #[error("{0}")]
+    Cancelled(String),
+    /// A bug or an unexpected failure.
+    #[error("{0}")]
+    Internal(String),
+    /// An error from DataFusion, classified when mapped to a status.
+    #[error(transparent)]
+    DataFusion(#[from] Box<DataFusionError>),
+    /// An Arrow error (decoding, casting, …).
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// A Parquet error while spilling or reloading.
+    #[error(transparent)]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// File system I/O.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// [`Error::NotFound`].
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Self::NotFound(msg.into())
+    }
+    /// [`Error::InvalidArgument`].
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Self::InvalidArgument(msg.into())
+    }
+    /// [`Error::Internal`].
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Self::Internal(msg.into())
+    }
+    /// [`Error::Unimplemented`].
+    pub fn unimplemented(msg: impl Into<String>) -> Self {
+        Self::Unimplemented(msg.into())
+    }
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        // Our own errors travel through DataFusion streams wrapped as External; unwrap them back.
+        match e {
+            DataFusionError::External(inner) => match inner.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Self::DataFusion(Box::new(DataFusionError::External(other))),
+            },
+            other => Self::DataFusion(Box::new(other)),
+        }
+    }
+}
+
+impl From<arrow_flight::error::FlightError> for Error {
+    fn from(e: arrow_flight::error::FlightError) -> Self {
+        use arrow_flight::error::FlightError as F;
+        match e {
+            F::Arrow(e) => Self::Arrow(e),
+            F::NotYetImplemented(m) => Self::Unimplemented(m),
+            F::Tonic(status) => Self::Cancelled(format!("client stream failed: {}", status.message())),
+            F::ProtocolError(m) | F::DecodeError(m) => Self::InvalidArgument(m),
+            F::ExternalError(e) => Self::InvalidArgument(e.to_string()),
+        }
+    }
+}
+
+/// The gRPC code for a DataFusion error, looking at its root cause first.
+fn datafusion_code(e: &DataFusionError) -> tonic::Code {
+    use tonic::Code;
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(_) => Code::ResourceExhausted,
+        DataFusionError::SQL(..)
+        | DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(_)
+        | DataFusionError::Configuration(_) => Code::InvalidArgument,
+        DataFusionError::ArrowError(e, _) => arrow_code(e),
+        DataFusionError::Execution(_) => Code::InvalidArgument,
+        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
+            Some(ours) => ours.code(),
+            None => Code::Internal,
+        },
+        _ => Code::Internal,
+    }
+}
+
+fn arrow_code(e: &arrow::error::ArrowError) -> tonic::Code {
+    use arrow::error::ArrowError as A;
+    match e {
+        A::ExternalError(_) | A::IoError(..) | A::MemoryError(_) => tonic::Code::Internal,
+        _ => tonic::Code::InvalidArgument,
+    }
+}
+
+impl Error {
+    /// The gRPC code clients see for this error. Exhaustive on purpose: a new variant must pick its code.
+    pub fn code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Error::NotFound(_) => Code::NotFound,
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::Unimplemented(_) => Code::Unimplemented,
+            Error::Cancelled(_) => Code::Cancelled,
+            Error::Internal(_) => Code::Internal,
+            Error::DataFusion(e) => datafusion_code(e),
+            Error::Arrow(e) => arrow_code(e),
+            Error::Parquet(_) => Code::Internal,
+            Error::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => Code::ResourceExhausted,
+            Error::Io(_) => Code::Internal,
+        }
+    }
+
+    fn message(&self) -> String {
+        let msg = match self {
+            Error::DataFusion(e) => match e.find_root() {
+                DataFusionError::ResourcesExhausted(m) => format!("flightbay: query exceeds the memory budget: {m}"),
+                root => root.to_string(),
+            },
+            other => other.to_string(),
+        };
+        cap(msg)
+    }
+}
+
+fn cap(mut msg: String) -> String {
+    if msg.len() > MAX_MESSAGE_LEN {
+        let mut end = MAX_MESSAGE_LEN;
+        while !msg.is_char_boundary(end) {
+            end -= 1;
+        }
+        msg.truncate(end);
+        msg.push('…');
+    }
+    msg
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        let code = e.code();
+        let message = e.message();
+        match code {
+            tonic::Code::Internal | tonic::Code::Unknown | tonic::Code::DataLoss => {
+                tracing::warn!(%message, "request failed")
+            }
+            _ => tracing::info!(?code, %message, "request rejected"),
+        }
+        tonic::Status::new(code, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_messages() {
+        let s: tonic::Status = Error::not_found("flight 9 does not exist").into();
+        assert_eq!(s.code(), tonic::Code::NotFound);
+        let s: tonic::Status = Error::ResourceExhausted("memory budget exceeded".into()).into();
+        assert_eq!(s.message(), "flightbay: memory budget exceeded");
+        let df = DataFusionError::Context("outer".into(), Box::new(DataFusionError::Plan("no column x".into())));
+        let s: tonic::Status = Error::from(df).into();
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert!(s.message().contains("no column x"));
+        let long: tonic::Status = Error::invalid("x".repeat(10_000)).into();
+        assert!(long.message().len() <= MAX_MESSAGE_LEN + 3);
+    }
+
+    #[test]
+    fn our_errors_survive_datafusion_wrapping() {
+        let wrapped = DataFusionError::External(Box::new(Error::not_found("flight 3 does not exist")));
+        assert!(matches!(Error::from(wrapped), Error::NotFound(_)));
+    }
+}

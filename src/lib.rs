@@ -1,0 +1,20 @@
+//! flightbay: an Arrow Flight server where every upload and every query result is a numbered, immutable flight.
+//!
+//! Crate map, from the wire inwards:
+//!
+//! - [`server`]: transport (message limits, graceful shutdown); takes a bound listener.
+//! - [`service`]: the tonic edge, one file per RPC: parse → call the core → encode.
+//! - [`protocol`]: the only code that knows byte layouts (descriptors, tickets, action bodies, metadata JSON).
+//! - [`store`]: flight ids, names, namespaces, the memory budget.
+//! - [`config`], [`error`], [`telemetry`]: settings, the error → status mapping, logging.
+
+pub mod config;
+pub mod error;
+pub mod protocol;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::{Error, Result};

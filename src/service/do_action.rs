@@ -1,0 +1,88 @@
+//! DoAction: custom actions with JSON bodies (see [`crate::protocol::action`]); one JSON result each.
+
+use arrow_flight::Action as FlightAction;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tonic::{Request, Response, Status};
+
+use super::{BoxStream, FlightbayService};
+use crate::error::Result;
+use crate::protocol::Action;
+use crate::store::{FlightId, FlightRef};
+
+pub(super) async fn handle(
+    service: &FlightbayService,
+    request: Request<FlightAction>,
+) -> Result<Response<BoxStream<arrow_flight::Result>>, Status> {
+    let action = request.into_inner();
+    let parsed = Action::try_decode(&action.r#type, &action.body)?;
+    let value = run(service, parsed)?;
+    let body = serde_json::to_vec(&value).unwrap_or_default();
+    let result = arrow_flight::Result { body: body.into() };
+    Ok(Response::new(futures::stream::iter([Ok(result)]).boxed()))
+}
+
+fn run(service: &FlightbayService, action: Action) -> Result<Value> {
+    let store = service.store();
+    match action {
+        Action::Drop(reference) => {
+            let id = store.resolve(&reference)?;
+            store.drop_flight(id)?;
+            Ok(json!({ "dropped": id }))
+        }
+        Action::Rename { id, name } => {
+            let previous = store.set_name(&name, id)?;
+            Ok(json!({ "id": id, "name": name.to_string(), "previous": previous }))
+        }
+        Action::DeleteNamespace { namespace, force } => {
+            let dropped = store.delete_namespace(&namespace, force)?;
+            Ok(json!({ "dropped": dropped }))
+        }
+        Action::Lineage(reference) => {
+            let id = store.resolve(&reference)?;
+            lineage(service, id, 0)
+        }
+        Action::Stats => Ok(json!({ "store": store.stats() })),
+        Action::Health => Ok(json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": service.inner.started.elapsed().as_secs_f64(),
+        })),
+        Action::Shutdown => {
+            service.inner.stop.notify_one();
+            Ok(json!({ "shutting_down": true }))
+        }
+    }
+}
+
+/// The ancestry of `id` as nested JSON; inputs that were dropped appear as `{"id": n, "dropped": true}`.
+fn lineage(service: &FlightbayService, id: FlightId, depth: usize) -> Result<Value> {
+    let store = service.store();
+    let flight = match store.lookup(&FlightRef::Id(id)) {
+        Ok(f) => f,
+        Err(_) if depth > 0 => return Ok(json!({ "id": id, "dropped": true })),
+        Err(e) => return Err(e),
+    };
+    let lineage = &flight.meta.lineage;
+    let inputs = if depth < 64 {
+        lineage
+            .inputs
+            .iter()
+            .map(|input| lineage_of(service, *input, depth + 1))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        vec![]
+    };
+    Ok(json!({
+        "id": id,
+        "names": store.names_of(id).iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        "op": lineage.op,
+        "params": lineage.params,
+        "created_at": flight.meta.created_at,
+        "inputs": inputs,
+    }))
+}
+
+fn lineage_of(service: &FlightbayService, id: FlightId, depth: usize) -> Result<Value> {
+    lineage(service, id, depth)
+}

@@ -1,0 +1,88 @@
+//! DoPut: streams an upload into a pending flight and publishes it atomically at the end.
+//!
+//! The descriptor of the first message picks the target: `PATH ["name"]` / `["ns","name"]` uses the server's
+//! default put mode; `CMD {"op":"put",…}` picks name, namespace and mode. Nothing becomes visible until the last
+//! batch has arrived; a stream that fails or disconnects midway leaves no flight and moves no name.
+
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::error::FlightError;
+use arrow_flight::{FlightData, PutResult};
+use futures::{StreamExt, TryStreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{BoxStream, FlightbayService};
+use crate::error::{Error, Result};
+use crate::protocol::metadata::PutMetadata;
+use crate::protocol::{Command, Descriptor};
+use crate::store::{FlightRef, FlightWriter, PutTarget};
+
+pub(super) async fn handle(
+    service: &FlightbayService,
+    request: Request<Streaming<FlightData>>,
+) -> Result<Response<BoxStream<PutResult>>, Status> {
+    let result = upload(service, request.into_inner()).await?;
+    Ok(Response::new(futures::stream::iter([Ok(result)]).boxed()))
+}
+
+async fn upload(service: &FlightbayService, mut stream: Streaming<FlightData>) -> Result<PutResult> {
+    let first = stream
+        .message()
+        .await
+        .map_err(|s| Error::Cancelled(format!("upload stream failed: {}", s.message())))?
+        .ok_or_else(|| Error::invalid("empty DoPut stream: the first message must carry a descriptor and schema"))?;
+    let descriptor = first
+        .flight_descriptor
+        .clone()
+        .ok_or_else(|| Error::invalid("the first DoPut message must carry a flight descriptor"))?;
+    let target = match Descriptor::try_decode(&descriptor)? {
+        Descriptor::Path(FlightRef::Name(name)) => PutTarget {
+            name,
+            mode: service.inner.config.default_put_mode,
+        },
+        Descriptor::Path(FlightRef::Id(id)) => {
+            return Err(Error::invalid(format!(
+                "cannot upload to flight id {id}: flights are immutable; upload to a name"
+            )));
+        }
+        Descriptor::Command(Command::Put { name, mode }) => PutTarget {
+            name,
+            mode: mode.unwrap_or(service.inner.config.default_put_mode),
+        },
+        Descriptor::Command(_) => {
+            return Err(Error::invalid(
+                "DoPut takes a PATH descriptor or a CMD {\"op\":\"put\",\"name\":…,\"mode\":…}",
+            ));
+        }
+    };
+    let store = service.store();
+    store.check_put(&target)?;
+
+    let messages =
+        futures::stream::once(async { Ok(first) }).chain(stream.map_err(|s| FlightError::Tonic(Box::new(s))));
+    let mut decoder = FlightDataDecoder::new(messages);
+    let mut writer: Option<FlightWriter> = None;
+    while let Some(decoded) = decoder.next().await {
+        match decoded?.payload {
+            DecodedPayload::Schema(schema) => match &writer {
+                None => writer = Some(store.writer(schema)),
+                Some(w) if w.schema().fields() == schema.fields() => {}
+                Some(_) => return Err(Error::invalid("the schema changed in the middle of the upload")),
+            },
+            DecodedPayload::RecordBatch(batch) => match writer.as_mut() {
+                Some(w) => w.push(batch)?,
+                None => return Err(Error::invalid("record batch before schema")),
+            },
+            DecodedPayload::None => {}
+        }
+    }
+    let writer = writer.ok_or_else(|| Error::invalid("the upload carried no schema"))?;
+    // hyper reports a client's RST_STREAM(CANCEL) as a clean end of the request body (hyperium/hyper#3681), so a
+    // cancelled upload looks complete here. Yielding once lets hyper see the reset while this future is pending
+    // and drop it, so a cancelled upload is never published.
+    tokio::task::yield_now().await;
+    let flight = store.publish_upload(writer, Some(&target))?;
+    tracing::debug!(id = %flight.id(), name = %target.name, rows = flight.meta.num_rows, "upload published");
+    Ok(PutResult {
+        app_metadata: PutMetadata::new(&flight, Some(&target.name)).to_bytes().into(),
+    })
+}

@@ -1,0 +1,55 @@
+//! GetFlightInfo: on PATH describes a stored flight and never computes; on CMD runs the op (or finds its cached
+//! result) and describes the result; `partition` describes an existing flight with N row-range endpoints.
+
+use arrow_flight::{FlightDescriptor, FlightInfo};
+use tonic::{Request, Response, Status};
+
+use super::FlightbayService;
+use super::info::{InfoOptions, flight_info};
+use crate::error::{Error, Result};
+use crate::protocol::{Command, Descriptor};
+use crate::store::FlightRef;
+
+pub(super) async fn handle(
+    service: &FlightbayService,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    let descriptor = request.into_inner();
+    Ok(Response::new(describe(service, descriptor).await?))
+}
+
+async fn describe(service: &FlightbayService, descriptor: FlightDescriptor) -> Result<FlightInfo> {
+    let store = service.store();
+    match Descriptor::try_decode(&descriptor)? {
+        Descriptor::Path(reference) => {
+            let flight = store.lookup(&reference)?;
+            let names = store.names_of(flight.id());
+            let preferred = match &reference {
+                FlightRef::Name(n) => Some(n),
+                FlightRef::Id(_) => None,
+            };
+            flight_info(
+                &flight,
+                &names,
+                descriptor,
+                InfoOptions {
+                    preferred,
+                    ..Default::default()
+                },
+            )
+        }
+        Descriptor::Command(Command::Partition { source, parts }) => {
+            let flight = store.lookup(&source)?;
+            let names = store.names_of(flight.id());
+            let options = InfoOptions {
+                parts: Some(parts),
+                ..Default::default()
+            };
+            flight_info(&flight, &names, descriptor, options)
+        }
+        Descriptor::Command(Command::Put { .. }) => Err(Error::invalid(
+            "\"put\" commands are for DoPut; GetFlightInfo takes a PATH, SQL or a derive op",
+        )),
+        Descriptor::Command(Command::Derive { .. }) => Err(Error::unimplemented("derived flights are not available")),
+    }
+}

@@ -1,0 +1,21 @@
+//! ListActions: every custom action with a one-line description of its JSON body and result.
+
+use arrow_flight::{ActionType, Empty};
+use futures::StreamExt;
+use tonic::{Request, Response, Status};
+
+use super::{BoxStream, FlightbayService};
+use crate::protocol::action::ACTIONS;
+
+pub(super) async fn handle(
+    _service: &FlightbayService,
+    _request: Request<Empty>,
+) -> Result<Response<BoxStream<ActionType>>, Status> {
+    let actions = ACTIONS.iter().map(|(kind, description)| {
+        Ok(ActionType {
+            r#type: kind.to_string(),
+            description: description.to_string(),
+        })
+    });
+    Ok(Response::new(futures::stream::iter(actions).boxed()))
+}

@@ -1,0 +1,123 @@
+//! The tonic edge: `impl FlightService` only dispatches; each RPC lives in its own file and reads
+//! parse → call the core → encode.
+
+mod do_action;
+mod do_get;
+mod do_put;
+mod get_flight_info;
+mod get_schema;
+mod handshake;
+mod info;
+mod list_actions;
+mod list_flights;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse,
+    PollInfo, PutResult, SchemaResult, Ticket,
+};
+use futures::Stream;
+use tokio::sync::Notify;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::config::Config;
+use crate::store::FlightStore;
+
+/// A boxed response stream.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The Flight service; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct FlightbayService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: FlightStore,
+    config: Config,
+    /// Notified by the `shutdown` action; `server::run` waits on it.
+    stop: Arc<Notify>,
+    started: Instant,
+}
+
+impl FlightbayService {
+    /// A service over `store`; the `shutdown` action notifies `stop`.
+    pub fn new(store: FlightStore, config: Config, stop: Arc<Notify>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                stop,
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    fn store(&self) -> &FlightStore {
+        &self.inner.store
+    }
+}
+
+#[tonic::async_trait]
+impl FlightService for FlightbayService {
+    type HandshakeStream = BoxStream<HandshakeResponse>;
+    type ListFlightsStream = BoxStream<FlightInfo>;
+    type DoGetStream = BoxStream<FlightData>;
+    type DoPutStream = BoxStream<PutResult>;
+    type DoExchangeStream = BoxStream<FlightData>;
+    type DoActionStream = BoxStream<arrow_flight::Result>;
+    type ListActionsStream = BoxStream<ActionType>;
+
+    async fn handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        handshake::handle(self, request).await
+    }
+
+    async fn list_flights(&self, request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        list_flights::handle(self, request).await
+    }
+
+    async fn get_flight_info(&self, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        get_flight_info::handle(self, request).await
+    }
+
+    async fn poll_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented(
+            "PollFlightInfo is not supported; use GetFlightInfo",
+        ))
+    }
+
+    async fn get_schema(&self, request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        get_schema::handle(self, request).await
+    }
+
+    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        do_get::handle(self, request).await
+    }
+
+    async fn do_put(&self, request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        do_put::handle(self, request).await
+    }
+
+    async fn do_exchange(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        Err(Status::unimplemented("DoExchange is not supported"))
+    }
+
+    async fn do_action(&self, request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        do_action::handle(self, request).await
+    }
+
+    async fn list_actions(&self, request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        list_actions::handle(self, request).await
+    }
+}

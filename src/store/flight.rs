@@ -1,0 +1,213 @@
+//! What a flight is: immutable metadata ([`FlightMeta`]) plus data that is resident or spilled ([`FlightData`]).
+
+use std::sync::Arc;
+
+use arrow::array::Array;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use serde::Serialize;
+
+use crate::store::FlightId;
+use crate::store::budget::Reservation;
+
+/// How a flight was made: an upload or an op over input flights.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Lineage {
+    /// `upload` or the op name (`sql`, `take`, …).
+    pub op: String,
+    /// The op's parameters as the client sent them, after names were resolved to ids.
+    pub params: serde_json::Value,
+    /// Ids of the flights this one was computed from (for `append` uploads: the flight appended to).
+    pub inputs: Vec<FlightId>,
+}
+
+impl Lineage {
+    /// Lineage of a plain upload with the given put mode.
+    pub fn upload(mode: &str, inputs: Vec<FlightId>) -> Self {
+        Self {
+            op: "upload".to_string(),
+            params: serde_json::json!({ "mode": mode }),
+            inputs,
+        }
+    }
+}
+
+/// The immutable description of a flight; shared by every reader.
+#[derive(Debug)]
+pub struct FlightMeta {
+    /// The flight's id.
+    pub id: FlightId,
+    /// Arrow schema of every batch.
+    pub schema: SchemaRef,
+    /// Total rows.
+    pub num_rows: u64,
+    /// Total bytes, counted from sliced buffers (what the data really occupies).
+    pub num_bytes: u64,
+    /// How the flight was made.
+    pub lineage: Lineage,
+    /// Creation time, RFC 3339 in UTC.
+    pub created_at: String,
+}
+
+/// Batches that arrived or were computed together, with the memory reservation that covers them.
+///
+/// Flights hold segments through `Arc`, so an `append` upload shares its parent's segments without copying them,
+/// and the bytes are counted once and returned when the last flight using the segment is dropped.
+#[derive(Debug)]
+pub struct Segment {
+    batches: Vec<RecordBatch>,
+    num_rows: u64,
+    num_bytes: u64,
+    _reservation: Reservation,
+}
+
+impl Segment {
+    /// Wraps batches whose bytes `reservation` already covers.
+    pub fn new(batches: Vec<RecordBatch>, reservation: Reservation) -> Self {
+        let num_rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let num_bytes = reservation.size() as u64;
+        Self {
+            batches,
+            num_rows,
+            num_bytes,
+            _reservation: reservation,
+        }
+    }
+
+    /// The batches.
+    pub fn batches(&self) -> &[RecordBatch] {
+        &self.batches
+    }
+
+    /// Rows in all batches.
+    pub fn num_rows(&self) -> u64 {
+        self.num_rows
+    }
+
+    /// Bytes reserved for the batches.
+    pub fn num_bytes(&self) -> u64 {
+        self.num_bytes
+    }
+}
+
+/// Where a flight's batches are right now.
+#[derive(Clone, Debug)]
+pub enum FlightData {
+    /// In memory, as segments shared with other flights where possible.
+    Memory(Arc<[Arc<Segment>]>),
+}
+
+impl FlightData {
+    /// The state name shown to clients (`memory` / `spilled`).
+    pub fn state(&self) -> &'static str {
+        match self {
+            FlightData::Memory(_) => "memory",
+        }
+    }
+}
+
+/// A cheap handle to one flight: its metadata and its data as of the moment it was looked up.
+#[derive(Clone, Debug)]
+pub struct Flight {
+    /// Immutable metadata.
+    pub meta: Arc<FlightMeta>,
+    /// The data, resident or spilled.
+    pub data: FlightData,
+}
+
+impl Flight {
+    /// The flight's id.
+    pub fn id(&self) -> FlightId {
+        self.meta.id
+    }
+
+    /// The resident batches in order (empty iterator for spilled flights).
+    pub fn resident_batches(&self) -> impl Iterator<Item = &RecordBatch> {
+        match &self.data {
+            FlightData::Memory(segments) => segments.iter().flat_map(|s| s.batches().iter()),
+        }
+    }
+}
+
+/// Bytes a batch really occupies: the sum of its sliced buffer sizes.
+///
+/// `RecordBatch::get_array_memory_size` counts whole buffers, which for batches decoded from Flight messages is the
+/// size of the entire received message for every column, several times too much.
+pub fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
+}
+
+/// Cuts the row range `offset..offset+length` out of `batches` without copying.
+pub fn slice_batches<'a>(
+    batches: impl IntoIterator<Item = &'a RecordBatch>,
+    offset: u64,
+    length: u64,
+) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    let (mut skip, mut want) = (offset, length);
+    for batch in batches {
+        if want == 0 {
+            break;
+        }
+        let rows = batch.num_rows() as u64;
+        if skip >= rows {
+            skip -= rows;
+            continue;
+        }
+        let take = (rows - skip).min(want);
+        out.push(batch.slice(skip as usize, take as usize));
+        want -= take;
+        skip = 0;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn batch(start: i64, n: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(start..start + n))]).unwrap()
+    }
+
+    #[test]
+    fn slices_across_batches() {
+        let batches = [batch(0, 10), batch(10, 10), batch(20, 10)];
+        let out = slice_batches(&batches, 8, 14);
+        let values: Vec<i64> = out
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(values, (8..22).collect::<Vec<_>>());
+        assert!(slice_batches(&batches, 30, 5).is_empty());
+        assert_eq!(slice_batches(&batches, 25, 100)[0].num_rows(), 5);
+    }
+
+    #[test]
+    fn sliced_sizes_count_only_the_slice() {
+        let strings = StringArray::from_iter_values((0..1000).map(|i| format!("value-{i}")));
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)]));
+        let full = RecordBatch::try_new(schema, vec![Arc::new(strings)]).unwrap();
+        let part = full.slice(0, 10);
+        assert!(batch_bytes(&part) * 50 < batch_bytes(&full));
+        assert!(part.get_array_memory_size() >= full.get_array_memory_size() / 2);
+    }
+}

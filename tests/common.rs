@@ -1,0 +1,202 @@
+//! The [`TestServer`] fixture and helpers shared by every test module.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::{Action, FlightClient, FlightDescriptor, FlightInfo};
+use flightbay::Config;
+use futures::TryStreamExt;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A flightbay server running in this process on an ephemeral port, with its own temp data dir.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<flightbay::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config {
+            port: 0,
+            data_dir: dir.path().join("data"),
+            memory_limit: "1GiB".parse().expect("size"),
+            log: "warn".into(),
+            ..Config::default()
+        };
+        configure(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(flightbay::server::run(listener, config, async {
+            // Err means the fixture was dropped without shutdown_and_wait: stop as well.
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            shutdown: Some(tx),
+            handle: Some(handle),
+            _dir: dir,
+        }
+    }
+
+    pub async fn client(&self) -> FlightClient {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        FlightClient::new(channel)
+    }
+
+    /// Stops the server and waits until it has finished.
+    pub async fn shutdown_and_wait(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            // Err means the server already stopped (e.g. through the shutdown action); waiting is still right.
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task").expect("server result");
+        }
+    }
+
+    /// Whether the server task has ended (e.g. after the `shutdown` action).
+    pub async fn wait_stopped(mut self) {
+        if let Some(handle) = self.handle.take() {
+            tokio::time::timeout(std::time::Duration::from_secs(10), handle)
+                .await
+                .expect("server stopped in time")
+                .expect("server task")
+                .expect("server result");
+        }
+    }
+}
+
+/// A deterministic batch: id (int64), name (utf8), value (float64, every 7th null), ts (timestamp µs, UTC).
+pub fn sample_batch(start: i64, rows: usize) -> RecordBatch {
+    let ids: Vec<i64> = (start..start + rows as i64).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ids.clone())),
+        Arc::new(StringArray::from_iter_values(
+            ids.iter().map(|i| format!("name-{}", i % 13)),
+        )),
+        Arc::new(Float64Array::from_iter(
+            ids.iter().map(|i| (i % 7 != 0).then_some(*i as f64 * 0.5)),
+        )),
+        Arc::new(TimestampMicrosecondArray::from_iter_values(ids.iter().map(|i| i * 1_000_000)).with_timezone("UTC")),
+    ];
+    RecordBatch::try_new(sample_schema(), columns).expect("batch")
+}
+
+pub fn sample_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("value", DataType::Float64, true),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+    ]))
+}
+
+pub fn path(parts: &[&str]) -> FlightDescriptor {
+    FlightDescriptor::new_path(parts.iter().map(|s| s.to_string()).collect())
+}
+
+/// Uploads `batches` under `descriptor` and returns the PutResult JSON.
+pub async fn upload(
+    client: &mut FlightClient,
+    descriptor: FlightDescriptor,
+    batches: Vec<RecordBatch>,
+) -> Result<serde_json::Value, FlightError> {
+    let schema = batches.first().map(|b| b.schema()).unwrap_or_else(sample_schema);
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .with_flight_descriptor(Some(descriptor))
+        .build(futures::stream::iter(batches.into_iter().map(Ok)));
+    let results: Vec<_> = client.do_put(stream).await?.try_collect().await?;
+    assert_eq!(results.len(), 1, "DoPut answers exactly one PutResult");
+    Ok(serde_json::from_slice(&results[0].app_metadata).expect("PutResult JSON"))
+}
+
+/// Fetches every endpoint of `info` in order.
+pub async fn fetch(client: &mut FlightClient, info: &FlightInfo) -> Result<Vec<RecordBatch>, FlightError> {
+    let mut out = Vec::new();
+    for endpoint in &info.endpoint {
+        let ticket = endpoint.ticket.clone().expect("ticket");
+        let batches: Vec<RecordBatch> = client.do_get(ticket).await?.try_collect().await?;
+        out.extend(batches);
+    }
+    Ok(out)
+}
+
+/// Fetches a flight by descriptor (GetFlightInfo, then DoGet of each endpoint), concatenated into one batch.
+pub async fn fetch_all(client: &mut FlightClient, descriptor: FlightDescriptor) -> Result<RecordBatch, FlightError> {
+    let info = client.get_flight_info(descriptor).await?;
+    let schema = Arc::new(info.clone().try_decode_schema()?);
+    let batches = fetch(client, &info).await?;
+    Ok(arrow::compute::concat_batches(&schema, &batches)?)
+}
+
+pub fn info_metadata(info: &FlightInfo) -> serde_json::Value {
+    serde_json::from_slice(&info.app_metadata).expect("FlightInfo JSON")
+}
+
+/// Runs a custom action and parses its single JSON result.
+pub async fn action(
+    client: &mut FlightClient,
+    kind: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, FlightError> {
+    let results: Vec<_> = client
+        .do_action(Action::new(kind, serde_json::to_vec(&body).expect("json")))
+        .await?
+        .try_collect()
+        .await?;
+    assert_eq!(results.len(), 1, "actions answer exactly one result");
+    Ok(serde_json::from_slice(&results[0]).expect("action JSON"))
+}
+
+/// The gRPC code of a failed call.
+pub fn code(e: FlightError) -> tonic::Code {
+    match e {
+        FlightError::Tonic(status) => status.code(),
+        other => panic!("expected a gRPC status, got {other:?}"),
+    }
+}
+
+/// Ids of every listed flight.
+pub async fn listed_ids(client: &mut FlightClient) -> Vec<u64> {
+    let infos: Vec<FlightInfo> = client
+        .list_flights(Vec::<u8>::new())
+        .await
+        .expect("list")
+        .try_collect()
+        .await
+        .expect("list items");
+    infos
+        .iter()
+        .map(|i| info_metadata(i)["id"].as_u64().expect("id"))
+        .collect()
+}
+
+/// Pretty-printed batches, for readable asserts.
+pub fn pretty(batches: &[RecordBatch]) -> String {
+    arrow::util::pretty::pretty_format_batches(batches)
+        .expect("pretty")
+        .to_string()
+}

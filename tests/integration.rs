@@ -1,0 +1,9 @@
+//! flightbay's integration tests: one binary, one module per area, each against a real server on 127.0.0.1:0.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod actions;
+mod bad_input;
+mod cli;
+mod common;
+mod put_get;
