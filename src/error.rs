@@ -143,6 +143,10 @@ impl Error {
         let msg = match self {
             Error::DataFusion(e) => match e.find_root() {
                 DataFusionError::ResourcesExhausted(m) => format!("flightbay: query exceeds the memory budget: {m}"),
+                DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
+                    Some(ours) => ours.to_string(),
+                    None => inner.to_string(),
+                },
                 root => root.to_string(),
             },
             other => other.to_string(),

@@ -5,12 +5,14 @@
 //! - [`server`]: transport (message limits, graceful shutdown); takes a bound listener.
 //! - [`service`]: the tonic edge, one file per RPC: parse → call the core → encode.
 //! - [`protocol`]: the only code that knows byte layouts (descriptors, tickets, action bodies, metadata JSON).
+//! - [`query`]: DataFusion glue: ops → plans, the result cache with single-flight.
 //! - [`store`]: flight ids, names, namespaces, the memory budget.
 //! - [`config`], [`error`], [`telemetry`]: settings, the error → status mapping, logging.
 
 pub mod config;
 pub mod error;
 pub mod protocol;
+pub mod query;
 pub mod server;
 pub mod service;
 pub mod store;

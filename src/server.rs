@@ -11,6 +11,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::query::Engine;
 use crate::service::FlightbayService;
 use crate::store::{FlightStore, StoreConfig};
 
@@ -27,8 +28,9 @@ pub async fn run(
         memory_limit: config.memory_limit_bytes(),
         data_dir: config.data_dir.clone(),
     });
+    let engine = Engine::try_new(store.clone(), config.memory_limit_bytes())?;
     let stop = Arc::new(Notify::new());
-    let service = FlightbayService::new(store, config.clone(), Arc::clone(&stop));
+    let service = FlightbayService::new(store, engine, config.clone(), Arc::clone(&stop));
     let max_message = config.max_message_bytes();
     let flight = FlightServiceServer::new(service)
         .max_decoding_message_size(max_message)

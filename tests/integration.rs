@@ -6,4 +6,5 @@ mod actions;
 mod bad_input;
 mod cli;
 mod common;
+mod derive;
 mod put_get;

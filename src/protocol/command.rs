@@ -226,6 +226,47 @@ pub enum Aggregation {
     Median,
 }
 
+/// Column → aggregation pairs of `resample`, kept in the order the client wrote them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Aggregations(pub Vec<(String, Aggregation)>);
+
+impl<'de> Deserialize<'de> for Aggregations {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Aggregations;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object mapping column names to aggregations")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Aggregations, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Aggregation>()? {
+                    if out.iter().any(|(c, _)| *c == k) {
+                        return Err(serde::de::Error::custom(format!("column {k:?} appears twice")));
+                    }
+                    out.push((k, v));
+                }
+                Ok(Aggregations(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+impl Serialize for Aggregations {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
 impl Serialize for Source {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match &self.0 {
@@ -343,9 +384,9 @@ pub enum Op {
         /// Bin width such as `1h`, `15min`, `1D`, `30s` (alias `rule`).
         #[serde(alias = "rule")]
         every: String,
-        /// Per-column aggregations.
+        /// Per-column aggregations, in output order.
         #[serde(default)]
-        aggregations: Option<BTreeMap<String, Aggregation>>,
+        aggregations: Option<Aggregations>,
         /// One aggregation applied to every other non-group column.
         #[serde(default)]
         aggregation_func: Option<Aggregation>,

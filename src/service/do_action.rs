@@ -42,7 +42,7 @@ fn run(service: &FlightbayService, action: Action) -> Result<Value> {
             let id = store.resolve(&reference)?;
             lineage(service, id, 0)
         }
-        Action::Stats => Ok(json!({ "store": store.stats() })),
+        Action::Stats => Ok(json!({ "store": store.stats(), "engine": service.engine().stats() })),
         Action::Health => Ok(json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),

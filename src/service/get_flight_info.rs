@@ -50,6 +50,15 @@ async fn describe(service: &FlightbayService, descriptor: FlightDescriptor) -> R
         Descriptor::Command(Command::Put { .. }) => Err(Error::invalid(
             "\"put\" commands are for DoPut; GetFlightInfo takes a PATH, SQL or a derive op",
         )),
-        Descriptor::Command(Command::Derive { .. }) => Err(Error::unimplemented("derived flights are not available")),
+        Descriptor::Command(Command::Derive { op, name }) => {
+            let outcome = service.engine().run(*op, name.clone()).await?;
+            let names = store.names_of(outcome.flight.id());
+            let options = InfoOptions {
+                preferred: name.as_ref(),
+                cache: Some(outcome.cache.as_str()),
+                ..Default::default()
+            };
+            flight_info(&outcome.flight, &names, descriptor, options)
+        }
     }
 }

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::FlightbayService;
 use crate::error::{Error, Result};
-use crate::protocol::Descriptor;
+use crate::protocol::{Command, Descriptor};
 
 pub(super) async fn handle(
     service: &FlightbayService,
@@ -15,8 +15,14 @@ pub(super) async fn handle(
     let descriptor = request.into_inner();
     let schema = match Descriptor::try_decode(&descriptor)? {
         Descriptor::Path(reference) => std::sync::Arc::clone(&service.store().lookup(&reference)?.meta.schema),
-        Descriptor::Command(_) => {
-            return Err(Error::invalid("GetSchema takes a PATH descriptor; use GetFlightInfo for commands").into());
+        Descriptor::Command(Command::Derive { op, name }) => {
+            std::sync::Arc::clone(&service.engine().run(*op, name).await?.flight.meta.schema)
+        }
+        Descriptor::Command(Command::Partition { source, .. }) => {
+            std::sync::Arc::clone(&service.store().lookup(&source)?.meta.schema)
+        }
+        Descriptor::Command(Command::Put { .. }) => {
+            return Err(Error::invalid("\"put\" commands are for DoPut").into());
         }
     };
     let result: Result<SchemaResult> = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())

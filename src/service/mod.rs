@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::Config;
+use crate::query::Engine;
 use crate::store::FlightStore;
 
 /// A boxed response stream.
@@ -39,6 +40,7 @@ pub struct FlightbayService {
 #[derive(Debug)]
 struct Inner {
     store: FlightStore,
+    engine: Engine,
     config: Config,
     /// Notified by the `shutdown` action; `server::run` waits on it.
     stop: Arc<Notify>,
@@ -46,11 +48,12 @@ struct Inner {
 }
 
 impl FlightbayService {
-    /// A service over `store`; the `shutdown` action notifies `stop`.
-    pub fn new(store: FlightStore, config: Config, stop: Arc<Notify>) -> Self {
+    /// A service over `store` and `engine`; the `shutdown` action notifies `stop`.
+    pub fn new(store: FlightStore, engine: Engine, config: Config, stop: Arc<Notify>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
+                engine,
                 config,
                 stop,
                 started: Instant::now(),
@@ -60,6 +63,10 @@ impl FlightbayService {
 
     fn store(&self) -> &FlightStore {
         &self.inner.store
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.inner.engine
     }
 }
 

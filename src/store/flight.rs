@@ -145,6 +145,27 @@ pub fn batch_bytes(batch: &RecordBatch) -> usize {
         .sum()
 }
 
+/// Copies `batch` into fresh buffers when it is a small view of much larger ones (a slice, or a projection of
+/// columns that share one received message), so it does not keep unaccounted memory alive.
+pub fn compact_if_wasteful(batch: RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let used = batch_bytes(&batch);
+    let held = batch.get_array_memory_size();
+    if held <= used.saturating_mul(2) + 64 * 1024 {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let data = c.to_data();
+            let mut copy = arrow::array::MutableArrayData::new(vec![&data], false, data.len());
+            copy.try_extend(0, 0, data.len())?;
+            Ok(arrow::array::make_array(copy.freeze()))
+        })
+        .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?;
+    RecordBatch::try_new(batch.schema(), columns)
+}
+
 /// Cuts the row range `offset..offset+length` out of `batches` without copying.
 pub fn slice_batches<'a>(
     batches: impl IntoIterator<Item = &'a RecordBatch>,
@@ -199,6 +220,17 @@ mod tests {
         assert_eq!(values, (8..22).collect::<Vec<_>>());
         assert!(slice_batches(&batches, 30, 5).is_empty());
         assert_eq!(slice_batches(&batches, 25, 100)[0].num_rows(), 5);
+    }
+
+    #[test]
+    fn compaction_copies_only_wasteful_views() {
+        let big = batch(0, 100_000);
+        let small = big.slice(10, 5);
+        let compacted = compact_if_wasteful(small.clone()).unwrap();
+        assert_eq!(compacted, small);
+        assert!(compacted.get_array_memory_size() < 4096);
+        let whole = compact_if_wasteful(big.clone()).unwrap();
+        assert!(whole.column(0).to_data().buffers()[0].ptr_eq(&big.column(0).to_data().buffers()[0]));
     }
 
     #[test]

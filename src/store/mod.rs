@@ -17,7 +17,7 @@ use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
 pub use budget::{MemoryBudget, Reservation};
-pub use flight::{Flight, FlightData, FlightMeta, Lineage, Segment, batch_bytes, slice_batches};
+pub use flight::{Flight, FlightData, FlightMeta, Lineage, Segment, batch_bytes, compact_if_wasteful, slice_batches};
 pub use id::FlightId;
 pub use name::{DEFAULT_NAMESPACE, MAX_NAME_LEN, NameTable, QualifiedName, validate_identifier};
 
@@ -129,6 +129,9 @@ pub struct FlightWriter {
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
     reservation: Reservation,
+    /// Copy batches that are small views of large buffers (derived results), so a result never keeps more
+    /// memory alive than it accounts for.
+    compact: bool,
 }
 
 impl FlightWriter {
@@ -139,15 +142,34 @@ impl FlightWriter {
 
     /// Adds one batch, accounting its bytes.
     pub fn push(&mut self, batch: RecordBatch) -> Result<()> {
-        if batch.schema().fields() != self.schema.fields() {
-            return Err(Error::invalid(
-                "schema changed in the middle of the stream; every batch of a flight must have the same schema",
-            ));
-        }
+        let batch = if batch.schema().fields() == self.schema.fields() {
+            batch
+        } else {
+            // Same column types under a differently annotated schema (nullability, metadata) are fine; anything
+            // else is a schema change.
+            RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec()).map_err(|_| {
+                Error::invalid(
+                    "schema changed in the middle of the stream; every batch of a flight must have the same schema",
+                )
+            })?
+        };
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        self.reservation.grow(batch_bytes(&batch));
+        let batch = if self.compact {
+            compact_if_wasteful(batch)?
+        } else {
+            batch
+        };
+        let bytes = batch_bytes(&batch);
+        if !self.reservation.try_grow(bytes) {
+            let budget = &self.reservation;
+            return Err(Error::ResourceExhausted(format!(
+                "memory budget exceeded: this flight already holds {} bytes and the next batch needs {bytes} more; \
+                 raise --memory-limit or drop flights",
+                budget.size()
+            )));
+        }
         self.batches.push(batch);
         Ok(())
     }
@@ -246,12 +268,21 @@ impl FlightStore {
         }
     }
 
-    /// Starts a flight with `schema`; batches are pushed as they arrive and nothing is visible until publish.
+    /// Starts an upload with `schema`; batches are pushed as they arrive and nothing is visible until publish.
     pub fn writer(&self, schema: SchemaRef) -> FlightWriter {
         FlightWriter {
             schema,
             batches: Vec::new(),
             reservation: self.shared.budget.reservation(),
+            compact: false,
+        }
+    }
+
+    /// Starts a computed flight; batches that are small views of larger buffers are copied on push.
+    pub fn derived_writer(&self, schema: SchemaRef) -> FlightWriter {
+        FlightWriter {
+            compact: true,
+            ..self.writer(schema)
         }
     }
 
@@ -348,7 +379,7 @@ impl FlightStore {
         Ok(dropped)
     }
 
-    /// Every flight with its names, by id. `filter` receives the names and keeps the flight when it returns true.
+    /// Every flight with its names, by id.
     pub fn list(&self) -> Vec<(Flight, Vec<QualifiedName>)> {
         let st = self.state();
         let mut out: Vec<_> = st

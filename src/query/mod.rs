@@ -1,0 +1,325 @@
+//! DataFusion glue: one long-lived `SessionContext` over the store, ops → results, and the result cache with
+//! single-flight. No tonic.
+//!
+//! [`Engine::run`] is the one path every derive request takes: resolve names to ids, build the canonical key,
+//! look it up, and on a miss compute once and publish the result as a new flight.
+
+mod cache;
+pub mod catalog;
+mod join;
+mod ops;
+mod resample;
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::common::DFSchema;
+use datafusion::datasource::source_as_provider;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use serde::Serialize;
+
+use cache::ResultCache;
+pub use cache::{CacheKey, CacheStats, CacheStatus};
+use catalog::{CATALOG, FlightTable, StoreCatalog};
+
+use crate::error::{Error, Result};
+use crate::protocol::command::{Op, with_resolved_sources};
+use crate::store::{DEFAULT_NAMESPACE, Flight, FlightId, FlightStore, Lineage, QualifiedName};
+
+/// Runs ops over flights and caches their results as flights.
+pub struct Engine {
+    store: FlightStore,
+    ctx: SessionContext,
+    cache: ResultCache,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Engine::run`] returns: the result flight and whether it already existed.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The result.
+    pub flight: Flight,
+    /// `Hit` if an existing flight answered.
+    pub cache: CacheStatus,
+}
+
+/// Engine counters for `stats`.
+#[derive(Debug, Serialize)]
+pub struct EngineStats {
+    /// Result cache counters.
+    pub cache: CacheStats,
+}
+
+/// A prepared request: everything but the computation itself.
+enum Work {
+    /// A DataFusion plan to execute.
+    Plan(DataFrame),
+    /// Batches computed with Arrow kernels.
+    Batches(SchemaRef, Vec<RecordBatch>),
+}
+
+impl Engine {
+    /// An engine over `store`; DataFusion's operators may use up to `memory_limit` bytes before spilling or
+    /// failing with RESOURCE_EXHAUSTED.
+    pub fn try_new(store: FlightStore, memory_limit: usize) -> Result<Self> {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, DEFAULT_NAMESPACE)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(memory_limit, 1.0)
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        ctx.register_catalog(CATALOG, Arc::new(StoreCatalog::new(store.clone())));
+        Ok(Self {
+            store,
+            ctx,
+            cache: ResultCache::default(),
+        })
+    }
+
+    /// Counters for `stats`.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            cache: self.cache.stats(),
+        }
+    }
+
+    /// Runs `op` (or finds its cached result) and names the result `name` if given.
+    pub async fn run(&self, op: Op, name: Option<QualifiedName>) -> Result<Outcome> {
+        let (key, lineage, work) = self.prepare(op).await?;
+        let publish = |work: Work| async {
+            let flight = self.publish(work, lineage.clone(), name.as_ref()).await?;
+            Ok::<_, Error>(flight.id())
+        };
+        let (id, status) = match key {
+            Some(key) => self.cache.get_or_compute(&self.store, key, || publish(work)).await?,
+            None => {
+                self.cache.record_uncacheable();
+                (publish(work).await?, CacheStatus::Miss)
+            }
+        };
+        if status == CacheStatus::Hit
+            && let Some(name) = &name
+        {
+            self.store.set_name(name, id)?;
+        }
+        Ok(Outcome {
+            flight: self.store.get(id)?,
+            cache: status,
+        })
+    }
+
+    /// Resolves inputs and builds the cache key (None when uncacheable), the lineage and the work.
+    async fn prepare(&self, op: Op) -> Result<(Option<CacheKey>, Lineage, Work)> {
+        if let Op::Sql { query } = &op {
+            return self.prepare_sql(query).await;
+        }
+        let mut sources = Vec::new();
+        let mut op = op;
+        for source in op.sources_mut() {
+            sources.push(self.store.lookup(&source.0)?);
+        }
+        let ids: Vec<FlightId> = sources.iter().map(Flight::id).collect();
+        let op = with_resolved_sources(op, &ids);
+        let mut params = serde_json::to_value(&op).map_err(|e| Error::internal(e.to_string()))?;
+        if let Some(obj) = params.as_object_mut() {
+            obj.remove("op");
+            obj.remove("source");
+            obj.remove("right");
+        }
+        let lineage = Lineage {
+            op: op.name().to_string(),
+            params,
+            inputs: ids,
+        };
+        let canonical = serde_json::to_string(&op).map_err(|e| Error::internal(e.to_string()))?;
+        let mut key = Some(CacheKey::of("op", &canonical));
+        let first = || sources[0].clone();
+        let batches = || first().resident_batches().cloned().collect::<Vec<_>>();
+        let schema = || Arc::clone(&sources[0].meta.schema);
+        let work = match &op {
+            Op::Sql { .. } => return Err(Error::internal("sql handled above")),
+            Op::Take { indices, .. } => Work::Batches(schema(), ops::take(&schema(), &batches(), indices)?),
+            Op::Slice { offset, length, .. } => Work::Batches(schema(), ops::slice(&batches(), *offset, *length)),
+            Op::Head { num_rows, .. } => Work::Batches(schema(), ops::slice(&batches(), 0, Some(*num_rows))),
+            Op::Select { columns, .. } => {
+                let (s, b) = ops::select(&schema(), &batches(), &columns.names())?;
+                Work::Batches(s, b)
+            }
+            Op::DropColumns { columns, .. } => {
+                let (s, b) = ops::drop_columns(&schema(), &batches(), &columns.names())?;
+                Work::Batches(s, b)
+            }
+            Op::RenameColumns { names, .. } => {
+                let (s, b) = ops::rename_columns(&schema(), &batches(), names)?;
+                Work::Batches(s, b)
+            }
+            Op::SortBy {
+                keys, null_placement, ..
+            } => Work::Batches(
+                schema(),
+                ops::sort_by(&schema(), &batches(), &keys.keys(), *null_placement)?,
+            ),
+            Op::Shuffle { seed, .. } => Work::Batches(schema(), ops::shuffle(&schema(), &batches(), *seed)?),
+            Op::Filter { predicate, .. } => {
+                let flight = first();
+                let df_schema = DFSchema::try_from(flight.meta.schema.as_ref().clone())?;
+                let expr = self.ctx.parse_sql_expr(predicate, &df_schema)?;
+                key = (!expr.is_volatile()).then(|| CacheKey::of("filter", &(flight.id(), &expr)));
+                let physical = self.ctx.create_physical_expr(expr, &df_schema)?;
+                let mut out = Vec::new();
+                for batch in flight.resident_batches() {
+                    let mask = physical.evaluate(batch)?.into_array(batch.num_rows())?;
+                    let kept = ops::apply_mask(batch, &mask)?;
+                    if kept.num_rows() > 0 {
+                        out.push(kept);
+                    }
+                }
+                Work::Batches(schema(), out)
+            }
+            Op::Join {
+                keys,
+                right_keys,
+                join_type,
+                left_suffix,
+                right_suffix,
+                coalesce_keys,
+                ..
+            } => {
+                let spec = join::Join {
+                    keys: keys.names(),
+                    right_keys: right_keys.as_ref().unwrap_or(keys).names(),
+                    join_type: *join_type,
+                    left_suffix: left_suffix.as_deref(),
+                    right_suffix: right_suffix.as_deref(),
+                    coalesce_keys: *coalesce_keys,
+                };
+                Work::Plan(join::plan(&self.ctx, &sources[0], &sources[1], &spec)?)
+            }
+            Op::Resample {
+                time_column,
+                every,
+                aggregations,
+                aggregation_func,
+                by,
+                ..
+            } => {
+                let spec = resample::Resample {
+                    time_column,
+                    every,
+                    aggregations: aggregations.as_ref().map(|a| a.0.as_slice()),
+                    aggregation_func: *aggregation_func,
+                    by,
+                };
+                Work::Plan(resample::plan(&self.ctx, &sources[0], &spec)?)
+            }
+        };
+        Ok((key, lineage, work))
+    }
+
+    async fn prepare_sql(&self, query: &str) -> Result<(Option<CacheKey>, Lineage, Work)> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(query, &dialect)?;
+        if !is_query(&statement) {
+            return Err(Error::invalid(
+                "flightbay SQL is read-only: send a query (SELECT, WITH, VALUES, EXPLAIN); uploads and actions change data",
+            ));
+        }
+        let plan = state.statement_to_plan(statement).await?;
+        options.verify_plan(&plan)?;
+        let df = DataFrame::new(state, plan);
+        let plan = df.clone().into_optimized_plan()?;
+        let (canonical, inputs, volatile) = canonicalize(plan)?;
+        let key = (!volatile).then(|| CacheKey::of("sql", &canonical));
+        let lineage = Lineage {
+            op: "sql".to_string(),
+            params: serde_json::json!({ "query": query }),
+            inputs,
+        };
+        Ok((key, lineage, Work::Plan(df)))
+    }
+
+    /// Streams the work's batches into a new flight and publishes it.
+    async fn publish(&self, work: Work, lineage: Lineage, name: Option<&QualifiedName>) -> Result<Flight> {
+        let writer = match work {
+            Work::Batches(schema, batches) => {
+                let mut writer = self.store.derived_writer(schema);
+                for batch in batches {
+                    writer.push(batch)?;
+                }
+                writer
+            }
+            Work::Plan(df) => {
+                let mut stream: SendableRecordBatchStream = df.execute_stream().await?;
+                let mut writer = self.store.derived_writer(stream.schema());
+                while let Some(batch) = stream.next().await {
+                    writer.push(batch?)?;
+                }
+                writer
+            }
+        };
+        Ok(self.store.publish_derived(writer, lineage, name))
+    }
+}
+
+/// Whether a parsed statement only reads.
+fn is_query(statement: &datafusion::sql::parser::Statement) -> bool {
+    use datafusion::sql::parser::Statement;
+    use datafusion::sql::sqlparser::ast::Statement as Sql;
+    match statement {
+        Statement::Statement(s) => match s.as_ref() {
+            Sql::Query(_) => true,
+            Sql::Explain { statement, .. } => matches!(statement.as_ref(), Sql::Query(_)),
+            _ => false,
+        },
+        Statement::Explain(e) => is_query(&e.statement),
+        _ => false,
+    }
+}
+
+/// Rewrites every scan of a flight to the table name `f<id>` (so the key names ids, not the names that pointed
+/// at them), and reports the input ids and whether any expression is volatile.
+fn canonicalize(plan: LogicalPlan) -> Result<(LogicalPlan, Vec<FlightId>, bool)> {
+    use datafusion::common::TableReference;
+    use datafusion::common::tree_node::Transformed;
+    let mut inputs = Vec::new();
+    let mut volatile = false;
+    let rewritten = plan
+        .transform_up_with_subqueries(|node| {
+            if node.expressions().iter().any(|e| e.is_volatile()) {
+                volatile = true;
+            }
+            if let LogicalPlan::TableScan(mut scan) = node {
+                let provider = source_as_provider(&scan.source)?;
+                if let Some(table) = provider.as_ref().downcast_ref::<FlightTable>() {
+                    if !inputs.contains(&table.id()) {
+                        inputs.push(table.id());
+                    }
+                    scan.table_name = TableReference::bare(table.id().table_name());
+                }
+                return Ok(Transformed::yes(LogicalPlan::TableScan(scan)));
+            }
+            Ok(Transformed::no(node))
+        })?
+        .data;
+    inputs.sort();
+    Ok((rewritten, inputs, volatile))
+}
