@@ -289,3 +289,32 @@ func TestErrorCodes(t *testing.T) {
 		t.Errorf("unknown JSON op: %v, want InvalidArgument", err)
 	}
 }
+
+// TestPartitionEndpoints asks for a flight as 4 row-range endpoints and reads them in order, as a parallel reader would.
+func TestPartitionEndpoints(t *testing.T) {
+	ctx, mem := testContext(t), checkedAllocator(t)
+	c := connect(t, startServer(t))
+	put := uploadTrips(ctx, t, mem, c, pathDescriptor("go_trips"))
+
+	info, got, err := fetch(ctx, mem, c, jsonCmd(t, map[string]any{"op": "partition", "source": put.ID, "parts": 4}))
+	if err != nil {
+		t.Fatalf("partition: %v", err)
+	}
+	defer got.Release()
+	if len(info.Endpoint) != 4 {
+		t.Fatalf("got %d endpoints, want 4", len(info.Endpoint))
+	}
+	for i, ep := range info.Endpoint {
+		if len(ep.Location) != 0 {
+			t.Errorf("endpoint %d has locations %v; want none (same connection)", i, ep.Location)
+		}
+	}
+	if id := parseInfoMetadata(t, info).ID; id != put.ID {
+		t.Errorf("partition described flight %d, want the source %d (no new flight)", id, put.ID)
+	}
+	want := make([]int, tripsRowsN)
+	for i := range want {
+		want[i] = i
+	}
+	assertRows(t, "4 endpoints in order", got, tripsRows(want...))
+}
