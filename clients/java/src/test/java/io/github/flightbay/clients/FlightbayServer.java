@@ -23,10 +23,15 @@ final class FlightbayServer implements AutoCloseable {
   private final String host;
   private final int port;
 
+  private final Thread stopOnExit;
+
   private FlightbayServer(Path dir, Path log, Process process, String address) {
     this.dir = dir;
     this.log = log;
     this.process = process;
+    // If the test JVM exits without close() (a crash or a timeout), don't leave the server running.
+    this.stopOnExit = new Thread(process::destroy);
+    Runtime.getRuntime().addShutdownHook(stopOnExit);
     int colon = address.lastIndexOf(':');
     this.host = address.substring(0, colon);
     this.port = Integer.parseInt(address.substring(colon + 1));
@@ -92,6 +97,7 @@ final class FlightbayServer implements AutoCloseable {
 
   @Override
   public void close() {
+    Runtime.getRuntime().removeShutdownHook(stopOnExit);
     stop(process);
     deleteTree(dir);
   }
