@@ -1,0 +1,63 @@
+"""Optional tqdm progress bars counted in bytes."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any
+
+
+class Progress:
+    """A thread-safe byte counter shown as a ``tqdm.auto`` bar, or nothing.
+
+    Parameters
+    ----------
+    total : int or None
+        Expected bytes, if known.
+    desc : str
+        Label shown in front of the bar.
+    enabled : bool or None
+        ``None`` shows a bar only when tqdm is installed and the output is a terminal or a notebook;
+        ``True`` forces it (and needs tqdm); ``False`` never shows one.
+    """
+
+    def __init__(self, total: int | None, desc: str, enabled: bool | None) -> None:
+        self._bar: Any = None
+        self._lock = threading.Lock()
+        if enabled is False:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            if enabled:
+                raise ImportError("progress=True needs tqdm: pip install tqdm") from None
+            return
+        self._bar = tqdm(
+            total=total,
+            desc=desc,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            # None: tqdm turns itself off when stdout is not a terminal, so CI logs stay clean.
+            disable=None if enabled is None else False,
+            leave=True,
+        )
+
+    def update(self, nbytes: int) -> None:
+        """Count ``nbytes`` more bytes."""
+        if self._bar is not None:
+            with self._lock:
+                self._bar.update(nbytes)
+
+    def close(self) -> None:
+        """Finish the bar."""
+        if self._bar is not None:
+            self._bar.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
