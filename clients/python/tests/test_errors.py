@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +14,7 @@ import pytest
 import flightbay
 from flightbay.errors import translate
 
-from .conftest import sample
+from .conftest import Server, flightbay_bin, sample
 
 
 def test_unknown_flight_is_not_found(client: flightbay.Client) -> None:
@@ -81,21 +82,18 @@ def test_memory_budget_message_maps_to_memory_budget_exceeded() -> None:
     assert type(other) is flightbay.FlightbayError
 
 
-def test_memory_budget_from_the_server() -> None:
-    import tempfile
-    from pathlib import Path
-
-    from .conftest import Server
-
-    with tempfile.TemporaryDirectory() as tmp:
-        s = Server(Path(tmp), "--memory-limit", "1MiB")
-        try:
-            with flightbay.connect(s.uri) as c:
-                with pytest.raises(flightbay.MemoryBudgetExceeded, match="^flightbay: memory budget exceeded"):
-                    c.upload(pa.table({"x": np.arange(1_000_000)}), "big")
-                assert c.list_tables() == []
-        finally:
-            s.stop()
+def test_memory_budget_from_the_server(tmp_path) -> None:
+    # "Memory and spill space both full": a server that can spill needs a disk limit too before it refuses.
+    help_text = subprocess.run([flightbay_bin(), "--help"], capture_output=True, text=True, check=True).stdout
+    disk = ["--disk-limit", "1MiB"] if "--disk-limit" in help_text else []
+    s = Server(tmp_path, "--memory-limit", "1MiB", *disk)
+    try:
+        with flightbay.connect(s.uri) as c:
+            with pytest.raises(flightbay.MemoryBudgetExceeded, match="^flightbay: "):
+                c.upload(pa.table({"x": np.arange(1_000_000)}), "big")
+            assert c.list_tables() == []
+    finally:
+        s.stop()
 
 
 class _AuthServer(flight.FlightServerBase):

@@ -108,7 +108,7 @@ def _dataset_class() -> type:
             self.format = format
             self.epoch = 0
             # Checks the arguments now rather than in a worker.
-            self.shard(0, 1, 0, 1)
+            self.shard(rank or 0, world_size or 1, 0, 1)
 
         def set_epoch(self, epoch: int) -> None:
             """Use the order of epoch ``epoch`` from the next ``iter()`` on (same on every rank)."""

@@ -15,6 +15,7 @@ from ._fetch import MAX_FETCH_THREADS, read_endpoint, read_endpoints, rebatch, s
 from ._info import FlightRef, TableInfo, format_bytes, source_value
 from ._progress import Progress
 from ._sql import expression_to_sql, with_self_alias
+from .errors import Unsupported
 from .shard import Shard, ShuffleMode, as_shard
 
 if TYPE_CHECKING:
@@ -193,27 +194,36 @@ class RemoteTable:
         return self.take(pc.indices_nonzero(pc.fill_null(selection, False)))
 
     def sort_by(
-        self, sorting: str | Sequence[tuple[str, SortOrder]], *, null_placement: str = "at_end"
+        self,
+        sorting: str | Sequence[str | tuple[str, SortOrder] | tuple[str, SortOrder, str]],
+        *,
+        null_placement: str | None = None,
     ) -> RemoteTable:
         """Rows sorted by one or more columns (stable, as ``pyarrow.Table.sort_by``).
 
         Parameters
         ----------
-        sorting : str or list of (str, str)
-            A column name (ascending), or ``[("fare", "descending"), ("city", "ascending")]``.
-        null_placement : {"at_end", "at_start"}, default "at_end"
-            Where nulls go.
+        sorting : str or list
+            A column name (ascending), or keys such as ``[("fare", "descending"), "city"]``. A key may carry
+            its null placement as a third item, as in pyarrow >= 25 (``("fare", "descending", "at_start")``);
+            the server applies one placement to all keys.
+        null_placement : {"at_end", "at_start"}, optional
+            Where nulls go (default ``"at_end"``).
         """
-        if isinstance(sorting, str):
-            keys: Any = sorting
-        else:
-            keys = []
-            for key in sorting:
-                column, order = (key, "ascending") if isinstance(key, str) else key
-                if order not in ("ascending", "descending"):
-                    raise ValueError(f"sort order must be 'ascending' or 'descending', got {order!r}")
-                keys.append([column, order])
-        return self._derive("sort_by", keys=keys, null_placement=null_placement)
+        keys: list[list[str]] = []
+        placements = {null_placement} if null_placement is not None else set()
+        for key in [sorting] if isinstance(sorting, str) else sorting:
+            column, order, *rest = (key, "ascending") if isinstance(key, str) else key
+            if order not in ("ascending", "descending"):
+                raise ValueError(f"sort order must be 'ascending' or 'descending', got {order!r}")
+            keys.append([column, order])
+            placements.update(rest)
+        if len(placements) > 1:
+            raise Unsupported(f"the server sorts with one null placement for all keys, got {sorted(placements)}")
+        placement = placements.pop() if placements else "at_end"
+        if placement not in ("at_end", "at_start"):
+            raise ValueError(f"null_placement must be 'at_end' or 'at_start', got {placement!r}")
+        return self._derive("sort_by", keys=keys, null_placement=placement)
 
     def select(self, columns: Sequence[str | int]) -> RemoteTable:
         """Only these columns, in this order (names or positions)."""
