@@ -58,6 +58,19 @@ pub struct Config {
     #[arg(long, env = "FLIGHTBAY_MEMORY_LIMIT", default_value = "25%")]
     pub memory_limit: ByteSize,
 
+    /// Bytes of spill files allowed on disk ("100GiB"); when reached, recomputable derived flights are deleted
+    /// first, then requests needing more disk fail with RESOURCE_EXHAUSTED. Unlimited by default.
+    #[arg(long, env = "FLIGHTBAY_DISK_LIMIT")]
+    pub disk_limit: Option<ByteSize>,
+
+    /// Acknowledge an upload only once it is on disk (fsynced), so it survives a crash.
+    #[arg(long, env = "FLIGHTBAY_DURABLE")]
+    pub durable: bool,
+
+    /// Keep nothing across restarts: ignore and never write the catalog; remove spill files at exit.
+    #[arg(long, env = "FLIGHTBAY_EPHEMERAL", conflicts_with = "durable")]
+    pub ephemeral: bool,
+
     /// Largest gRPC message accepted or sent, both directions ("256MiB").
     #[arg(long, env = "FLIGHTBAY_MAX_MESSAGE_SIZE", default_value = "256MiB")]
     pub max_message_size: ByteSize,
@@ -85,6 +98,11 @@ impl Config {
     /// The memory limit in bytes.
     pub fn memory_limit_bytes(&self) -> usize {
         self.memory_limit.resolve(total_memory())
+    }
+
+    /// The disk limit in bytes, if any.
+    pub fn disk_limit_bytes(&self) -> Option<u64> {
+        self.disk_limit.map(|d| d.resolve(u64::MAX) as u64)
     }
 
     /// The message limit in bytes.

@@ -24,13 +24,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let addr = listener.local_addr()?;
-    let store = FlightStore::new(StoreConfig {
+    let store = FlightStore::open(StoreConfig {
         memory_limit: config.memory_limit_bytes(),
         data_dir: config.data_dir.clone(),
-    });
+        disk_limit: config.disk_limit_bytes(),
+        durable: config.durable,
+        ephemeral: config.ephemeral,
+    })
+    .await?;
     let engine = Engine::try_new(store.clone(), config.memory_limit_bytes())?;
     let stop = Arc::new(Notify::new());
-    let service = FlightbayService::new(store, engine, config.clone(), Arc::clone(&stop));
+    let service = FlightbayService::new(store.clone(), engine, config.clone(), Arc::clone(&stop));
     let max_message = config.max_message_bytes();
     let flight = FlightServiceServer::new(service)
         .max_decoding_message_size(max_message)
@@ -59,6 +63,9 @@ pub async fn run(
         .serve_with_incoming_shutdown(incoming, signal)
         .await
         .map_err(|e| Error::internal(format!("transport error: {e}")))?;
+    // Every connection is closed: write resident flights out so a restart finds them.
+    store.close().await?;
+    tracing::info!("flightbay stopped");
     Ok(())
 }
 

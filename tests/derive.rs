@@ -355,7 +355,11 @@ async fn bad_derive_requests() {
 
 #[tokio::test]
 async fn query_over_the_memory_budget_is_resource_exhausted() {
-    let server = TestServer::start_with(|c| c.memory_limit = "4MiB".parse().unwrap()).await;
+    let server = TestServer::start_with(|c| {
+        c.memory_limit = "4MiB".parse().unwrap();
+        c.disk_limit = Some("16MiB".parse().unwrap());
+    })
+    .await;
     let mut client = server.client().await;
     for i in 0..4 {
         upload(&mut client, path(&["big"]), vec![sample_batch(i * 50_000, 50_000)])

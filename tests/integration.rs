@@ -8,3 +8,4 @@ mod cli;
 mod common;
 mod derive;
 mod put_get;
+mod spill;

@@ -29,6 +29,12 @@ pub enum Action {
     },
     /// Ancestry of a flight.
     Lineage(FlightRef),
+    /// Keep a flight in memory (reloading it if spilled).
+    Pin(FlightRef),
+    /// Let a pinned flight be spilled again.
+    Unpin(FlightRef),
+    /// Write a flight to disk and release its memory now.
+    Spill(FlightRef),
     /// Server counters.
     Stats,
     /// Liveness and version.
@@ -118,6 +124,9 @@ impl Action {
         match kind {
             "drop" => body::<RefBody>(kind, bytes)?.into_ref().map(Action::Drop),
             "lineage" => body::<RefBody>(kind, bytes)?.into_ref().map(Action::Lineage),
+            "pin" => body::<RefBody>(kind, bytes)?.into_ref().map(Action::Pin),
+            "unpin" => body::<RefBody>(kind, bytes)?.into_ref().map(Action::Unpin),
+            "spill" => body::<RefBody>(kind, bytes)?.into_ref().map(Action::Spill),
             "rename" => {
                 #[derive(Deserialize)]
                 #[serde(deny_unknown_fields)]

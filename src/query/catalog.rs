@@ -9,12 +9,16 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
 use datafusion::common::{DataFusionError, Statistics};
 use datafusion::datasource::TableType;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::TableProviderFilterPushDown;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::error::Error;
-use crate::store::{FlightId, FlightRef, FlightStore, QualifiedName, validate_identifier};
+use crate::store::spill::SpillFile;
+use crate::store::{FlightData, FlightId, FlightRef, FlightStore, QualifiedName, validate_identifier};
 
 /// Name of the catalog flightbay registers; the default schema is the `default` namespace.
 pub const CATALOG: &str = "flightbay";
@@ -106,6 +110,15 @@ impl FlightTable {
     pub fn id(&self) -> FlightId {
         self.flight.id()
     }
+
+    fn parquet(&self, file: &SpillFile) -> datafusion::error::Result<ListingTable> {
+        let url = ListingTableUrl::parse(file.path.to_string_lossy())?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(Arc::clone(&self.flight.meta.schema));
+        ListingTable::try_new(config)
+    }
 }
 
 #[async_trait]
@@ -122,13 +135,31 @@ impl TableProvider for FlightTable {
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
+        filters: &[Expr],
+        limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let batches: Vec<RecordBatch> = self.flight.resident_batches().cloned().collect();
-        let partitions = split_contiguous(batches, state.config().target_partitions());
-        let exec = MemorySourceConfig::try_new_exec(&partitions, self.schema(), projection.cloned())?;
-        Ok(exec)
+        match &self.flight.data {
+            FlightData::Memory(segments) => {
+                let batches: Vec<RecordBatch> = segments.iter().flat_map(|s| s.batches().iter().cloned()).collect();
+                let partitions = split_contiguous(batches, state.config().target_partitions());
+                let exec = MemorySourceConfig::try_new_exec(&partitions, self.schema(), projection.cloned())?;
+                Ok(exec)
+            }
+            // A spilled flight is scanned in place: a Parquet scan of its one file, with projection, row-group
+            // pruning by the pushed-down filters, and the limit.
+            FlightData::Spilled(file) => self.parquet(file)?.scan(state, projection, filters, limit).await,
+        }
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        let support = match self.flight.data {
+            FlightData::Memory(_) => TableProviderFilterPushDown::Unsupported,
+            FlightData::Spilled(_) => TableProviderFilterPushDown::Inexact,
+        };
+        Ok(vec![support; filters.len()])
     }
 
     fn statistics(&self) -> Option<Statistics> {

@@ -114,7 +114,7 @@ impl Engine {
         if status == CacheStatus::Hit
             && let Some(name) = &name
         {
-            self.store.set_name(name, id)?;
+            self.store.set_name(name, id).await?;
         }
         Ok(Outcome {
             flight: self.store.get(id)?,
@@ -148,32 +148,36 @@ impl Engine {
         let canonical = serde_json::to_string(&op).map_err(|e| Error::internal(e.to_string()))?;
         let mut key = Some(CacheKey::of("op", &canonical));
         let first = || sources[0].clone();
-        let batches = || first().resident_batches().cloned().collect::<Vec<_>>();
+        let input = match &op {
+            Op::Join { .. } | Op::Sql { .. } => Vec::new(),
+            _ => self.store.batches(&sources[0]).await?,
+        };
+        let batches = || input.as_slice();
         let schema = || Arc::clone(&sources[0].meta.schema);
         let work = match &op {
             Op::Sql { .. } => return Err(Error::internal("sql handled above")),
-            Op::Take { indices, .. } => Work::Batches(schema(), ops::take(&schema(), &batches(), indices)?),
-            Op::Slice { offset, length, .. } => Work::Batches(schema(), ops::slice(&batches(), *offset, *length)),
-            Op::Head { num_rows, .. } => Work::Batches(schema(), ops::slice(&batches(), 0, Some(*num_rows))),
+            Op::Take { indices, .. } => Work::Batches(schema(), ops::take(&schema(), batches(), indices)?),
+            Op::Slice { offset, length, .. } => Work::Batches(schema(), ops::slice(batches(), *offset, *length)),
+            Op::Head { num_rows, .. } => Work::Batches(schema(), ops::slice(batches(), 0, Some(*num_rows))),
             Op::Select { columns, .. } => {
-                let (s, b) = ops::select(&schema(), &batches(), &columns.names())?;
+                let (s, b) = ops::select(&schema(), batches(), &columns.names())?;
                 Work::Batches(s, b)
             }
             Op::DropColumns { columns, .. } => {
-                let (s, b) = ops::drop_columns(&schema(), &batches(), &columns.names())?;
+                let (s, b) = ops::drop_columns(&schema(), batches(), &columns.names())?;
                 Work::Batches(s, b)
             }
             Op::RenameColumns { names, .. } => {
-                let (s, b) = ops::rename_columns(&schema(), &batches(), names)?;
+                let (s, b) = ops::rename_columns(&schema(), batches(), names)?;
                 Work::Batches(s, b)
             }
             Op::SortBy {
                 keys, null_placement, ..
             } => Work::Batches(
                 schema(),
-                ops::sort_by(&schema(), &batches(), &keys.keys(), *null_placement)?,
+                ops::sort_by(&schema(), batches(), &keys.keys(), *null_placement)?,
             ),
-            Op::Shuffle { seed, .. } => Work::Batches(schema(), ops::shuffle(&schema(), &batches(), *seed)?),
+            Op::Shuffle { seed, .. } => Work::Batches(schema(), ops::shuffle(&schema(), batches(), *seed)?),
             Op::Filter { predicate, .. } => {
                 let flight = first();
                 let df_schema = DFSchema::try_from(flight.meta.schema.as_ref().clone())?;
@@ -181,7 +185,7 @@ impl Engine {
                 key = (!expr.is_volatile()).then(|| CacheKey::of("filter", &(flight.id(), &expr)));
                 let physical = self.ctx.create_physical_expr(expr, &df_schema)?;
                 let mut out = Vec::new();
-                for batch in flight.resident_batches() {
+                for batch in batches() {
                     let mask = physical.evaluate(batch)?.into_array(batch.num_rows())?;
                     let kept = ops::apply_mask(batch, &mask)?;
                     if kept.num_rows() > 0 {
@@ -224,7 +228,7 @@ impl Engine {
                     aggregation_func: *aggregation_func,
                     by,
                 };
-                Work::Plan(resample::plan(&self.ctx, &sources[0], &spec)?)
+                Work::Plan(resample::plan(&self.ctx, &sources[0], batches(), &spec)?)
             }
         };
         Ok((key, lineage, work))
@@ -263,7 +267,7 @@ impl Engine {
             Work::Batches(schema, batches) => {
                 let mut writer = self.store.derived_writer(schema);
                 for batch in batches {
-                    writer.push(batch)?;
+                    writer.push(batch).await?;
                 }
                 writer
             }
@@ -271,12 +275,13 @@ impl Engine {
                 let mut stream: SendableRecordBatchStream = df.execute_stream().await?;
                 let mut writer = self.store.derived_writer(stream.schema());
                 while let Some(batch) = stream.next().await {
-                    writer.push(batch?)?;
+                    writer.push(batch?).await?;
                 }
                 writer
             }
         };
-        Ok(self.store.publish_derived(writer, lineage, name))
+        let pending = writer.finish(false).await?;
+        self.store.publish_derived(pending, lineage, name).await
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Int64Type, IntervalMonthDayNano, TimeUnit};
+use arrow::record_batch::RecordBatch;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::functions::expr_fn::date_bin;
 use datafusion::functions_aggregate::expr_fn::{avg, count, max, median, min, sum};
@@ -120,7 +121,7 @@ fn aggregate(agg: Aggregation, column: &str, time_column: &str, t: &DataType) ->
 }
 
 /// The earliest timestamp, floored to its day, in the column's unit (0 when there are no rows).
-fn start_day(flight: &Flight, column: usize, unit: TimeUnit) -> Result<i64> {
+fn start_day(batches: &[RecordBatch], column: usize, unit: TimeUnit) -> Result<i64> {
     let per_day: i64 = match unit {
         TimeUnit::Second => 86_400,
         TimeUnit::Millisecond => 86_400_000,
@@ -128,7 +129,7 @@ fn start_day(flight: &Flight, column: usize, unit: TimeUnit) -> Result<i64> {
         TimeUnit::Nanosecond => 86_400_000_000_000,
     };
     let mut lowest: Option<i64> = None;
-    for batch in flight.resident_batches() {
+    for batch in batches {
         let values = arrow::compute::cast(batch.column(column), &DataType::Int64)?;
         if let Some(m) = arrow::compute::min(values.as_primitive::<Int64Type>()) {
             lowest = Some(lowest.map_or(m, |l| l.min(m)));
@@ -138,7 +139,7 @@ fn start_day(flight: &Flight, column: usize, unit: TimeUnit) -> Result<i64> {
 }
 
 /// Builds the resample plan over `flight`.
-pub fn plan(ctx: &SessionContext, flight: &Flight, r: &Resample<'_>) -> Result<DataFrame> {
+pub fn plan(ctx: &SessionContext, flight: &Flight, batches: &[RecordBatch], r: &Resample<'_>) -> Result<DataFrame> {
     let schema = Arc::clone(&flight.meta.schema);
     let tcol = schema
         .index_of(r.time_column)
@@ -196,7 +197,7 @@ pub fn plan(ctx: &SessionContext, flight: &Flight, r: &Resample<'_>) -> Result<D
         aggs.push(aggregate(*agg, name, r.time_column, schema.field(i).data_type())?);
     }
 
-    let origin = start_day(flight, tcol, unit)?;
+    let origin = start_day(batches, tcol, unit)?;
     let origin = match unit {
         TimeUnit::Second => ScalarValue::TimestampSecond(Some(origin), tz),
         TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(Some(origin), tz),

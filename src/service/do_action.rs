@@ -16,31 +16,46 @@ pub(super) async fn handle(
 ) -> Result<Response<BoxStream<arrow_flight::Result>>, Status> {
     let action = request.into_inner();
     let parsed = Action::try_decode(&action.r#type, &action.body)?;
-    let value = run(service, parsed)?;
+    let value = run(service, parsed).await?;
     let body = serde_json::to_vec(&value).unwrap_or_default();
     let result = arrow_flight::Result { body: body.into() };
     Ok(Response::new(futures::stream::iter([Ok(result)]).boxed()))
 }
 
-fn run(service: &FlightbayService, action: Action) -> Result<Value> {
+async fn run(service: &FlightbayService, action: Action) -> Result<Value> {
     let store = service.store();
     match action {
         Action::Drop(reference) => {
             let id = store.resolve(&reference)?;
-            store.drop_flight(id)?;
+            store.drop_flight(id).await?;
             Ok(json!({ "dropped": id }))
         }
         Action::Rename { id, name } => {
-            let previous = store.set_name(&name, id)?;
+            let previous = store.set_name(&name, id).await?;
             Ok(json!({ "id": id, "name": name.to_string(), "previous": previous }))
         }
         Action::DeleteNamespace { namespace, force } => {
-            let dropped = store.delete_namespace(&namespace, force)?;
+            let dropped = store.delete_namespace(&namespace, force).await?;
             Ok(json!({ "dropped": dropped }))
         }
         Action::Lineage(reference) => {
             let id = store.resolve(&reference)?;
             lineage(service, id, 0)
+        }
+        Action::Pin(reference) => {
+            let id = store.resolve(&reference)?;
+            store.pin(id).await?;
+            Ok(json!({ "id": id, "pinned": true }))
+        }
+        Action::Unpin(reference) => {
+            let id = store.resolve(&reference)?;
+            store.unpin(id)?;
+            Ok(json!({ "id": id, "pinned": false }))
+        }
+        Action::Spill(reference) => {
+            let id = store.resolve(&reference)?;
+            store.spill(id).await?;
+            Ok(json!({ "id": id, "state": store.get(id)?.data.state() }))
         }
         Action::Stats => Ok(json!({ "store": store.stats(), "engine": service.engine().stats() })),
         Action::Health => Ok(json!({

@@ -2,14 +2,16 @@
 
 use arrow::record_batch::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::{FlightData, Ticket};
+use arrow_flight::{FlightData as FlightDataMsg, Ticket};
 use futures::{StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status};
 
-use super::{BoxStream, FlightbayService};
+use super::FlightbayService;
 use crate::error::Error;
 use crate::protocol::Ticket as FlightTicket;
-use crate::store::{batch_bytes, slice_batches};
+use crate::store::{FlightData, batch_bytes, slice_batches, spill};
+use arrow_flight::error::FlightError;
+use futures::stream::BoxStream;
 
 /// Target size of one outgoing message; below grpc-go's 4 MiB default receive limit with room to spare.
 pub(crate) const TARGET_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
@@ -17,24 +19,36 @@ pub(crate) const TARGET_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<Ticket>,
-) -> Result<Response<BoxStream<FlightData>>, Status> {
+) -> Result<Response<super::BoxStream<FlightDataMsg>>, Status> {
     let ticket = FlightTicket::try_decode(&request.into_inner().ticket)?;
     let flight = service.store().get(ticket.id)?;
     let schema = std::sync::Arc::clone(&flight.meta.schema);
-    let batches: Vec<RecordBatch> = match ticket.rows {
-        None => flight.resident_batches().cloned().collect(),
-        Some((offset, length)) => {
-            if offset + length > flight.meta.num_rows {
-                return Err(Error::not_found(format!(
-                    "ticket {ticket} asks for rows beyond the {} rows of flight {}",
-                    flight.meta.num_rows, ticket.id
-                ))
-                .into());
-            }
-            slice_batches(flight.resident_batches(), offset, length)
+    if let Some((offset, length)) = ticket.rows
+        && offset.saturating_add(length) > flight.meta.num_rows
+    {
+        return Err(Error::not_found(format!(
+            "ticket {ticket} asks for rows beyond the {} rows of flight {}",
+            flight.meta.num_rows, ticket.id
+        ))
+        .into());
+    }
+    let batches: BoxStream<'static, Result<RecordBatch, FlightError>> = match &flight.data {
+        FlightData::Memory(segments) => {
+            let all = segments.iter().flat_map(|s| s.batches().iter());
+            let batches: Vec<RecordBatch> = match ticket.rows {
+                None => all.cloned().collect(),
+                Some((offset, length)) => slice_batches(all, offset, length),
+            };
+            futures::stream::iter(batches.into_iter().map(Ok)).boxed()
         }
+        // Straight from the Parquet file, without loading it.
+        FlightData::Spilled(file) => spill::stream(file.path.clone(), ticket.rows)
+            .map_err(|e| FlightError::Tonic(Box::new(Status::from(e))))
+            .boxed(),
     };
-    let messages = futures::stream::iter(batches.into_iter().flat_map(split_for_wire).map(Ok));
+    let messages = batches
+        .map_ok(|b| futures::stream::iter(split_for_wire(b).into_iter().map(Ok)))
+        .try_flatten();
     // The encoder sizes batches by whole buffers, which over-counts sliced batches many times over; the batches
     // are already cut to size by `split_for_wire`, so its own splitting is turned off.
     let stream = FlightDataEncoderBuilder::new()

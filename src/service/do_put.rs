@@ -69,7 +69,7 @@ async fn upload(service: &FlightbayService, mut stream: Streaming<FlightData>) -
                 Some(_) => return Err(Error::invalid("the schema changed in the middle of the upload")),
             },
             DecodedPayload::RecordBatch(batch) => match writer.as_mut() {
-                Some(w) => w.push(batch)?,
+                Some(w) => w.push(batch).await?,
                 None => return Err(Error::invalid("record batch before schema")),
             },
             DecodedPayload::None => {}
@@ -80,7 +80,8 @@ async fn upload(service: &FlightbayService, mut stream: Streaming<FlightData>) -
     // cancelled upload looks complete here. Yielding once lets hyper see the reset while this future is pending
     // and drop it, so a cancelled upload is never published.
     tokio::task::yield_now().await;
-    let flight = store.publish_upload(writer, Some(&target))?;
+    let pending = writer.finish(service.inner.config.durable).await?;
+    let flight = store.publish_upload(pending, Some(&target)).await?;
     tracing::debug!(id = %flight.id(), name = %target.name, rows = flight.meta.num_rows, "upload published");
     Ok(PutResult {
         app_metadata: PutMetadata::new(&flight, Some(&target.name)).to_bytes().into(),

@@ -9,9 +9,10 @@ use serde::Serialize;
 
 use crate::store::FlightId;
 use crate::store::budget::Reservation;
+use crate::store::spill::SpillFile;
 
 /// How a flight was made: an upload or an op over input flights.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Lineage {
     /// `upload` or the op name (`sql`, `take`, …).
     pub op: String,
@@ -95,6 +96,8 @@ impl Segment {
 pub enum FlightData {
     /// In memory, as segments shared with other flights where possible.
     Memory(Arc<[Arc<Segment>]>),
+    /// Only in its Parquet spill file.
+    Spilled(Arc<SpillFile>),
 }
 
 impl FlightData {
@@ -102,6 +105,7 @@ impl FlightData {
     pub fn state(&self) -> &'static str {
         match self {
             FlightData::Memory(_) => "memory",
+            FlightData::Spilled(_) => "spilled",
         }
     }
 }
@@ -121,10 +125,11 @@ impl Flight {
         self.meta.id
     }
 
-    /// The resident batches in order (empty iterator for spilled flights).
-    pub fn resident_batches(&self) -> impl Iterator<Item = &RecordBatch> {
+    /// The resident batches in order; `None` for a spilled flight (read it with `FlightStore::batches`).
+    pub fn resident_batches(&self) -> Option<impl Iterator<Item = &RecordBatch>> {
         match &self.data {
-            FlightData::Memory(segments) => segments.iter().flat_map(|s| s.batches().iter()),
+            FlightData::Memory(segments) => Some(segments.iter().flat_map(|s| s.batches().iter())),
+            FlightData::Spilled(_) => None,
         }
     }
 }

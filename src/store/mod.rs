@@ -1,14 +1,24 @@
 //! The store: flight ids, names and namespaces, residency and the memory budget. No tonic, no SQL.
 //!
 //! [`FlightStore`] is a cheap-clone handle over shared state. Every state transition of a flight (publish, drop,
-//! rename) happens here, under one lock, so readers never see a half-made flight or a name pointing nowhere.
+//! rename, spill, reload, pin) happens here, under one lock, so readers never see a half-made flight or a name
+//! pointing nowhere.
+//!
+//! Residency: resident bytes never exceed the memory budget. When a new batch does not fit, the least recently used
+//! unpinned flights are written to Parquet (`<data-dir>/flights/<uuid>.parquet`) and their memory released; a
+//! flight that cannot fit at all is written straight to disk. Spilled flights stay readable (DoGet streams the file,
+//! SQL scans it, ops read it) and come back into memory when a read finds room. The catalog (`catalog.json`) lists
+//! every flight with a file, so a restart finds them all.
 
 mod budget;
+mod catalog;
 mod flight;
 mod id;
 mod name;
+pub mod spill;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arrow::datatypes::SchemaRef;
@@ -22,6 +32,7 @@ pub use id::FlightId;
 pub use name::{DEFAULT_NAMESPACE, MAX_NAME_LEN, NameTable, QualifiedName, validate_identifier};
 
 use crate::error::{Error, Result};
+use spill::{SpillFile, SpillWriter};
 
 /// What an upload does when its name already exists.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -71,6 +82,25 @@ pub struct StoreConfig {
     pub memory_limit: usize,
     /// Where spill files and the catalog live.
     pub data_dir: PathBuf,
+    /// Bytes of spill files allowed on disk (`None`: unlimited).
+    pub disk_limit: Option<u64>,
+    /// Acknowledge uploads only once they are on disk.
+    pub durable: bool,
+    /// Keep nothing across restarts: no catalog, spill files removed at exit.
+    pub ephemeral: bool,
+}
+
+impl StoreConfig {
+    /// Memory-only defaults for tests and embedding: `memory_limit` bytes, an ephemeral store in `data_dir`.
+    pub fn ephemeral(memory_limit: usize, data_dir: PathBuf) -> Self {
+        Self {
+            memory_limit,
+            data_dir,
+            disk_limit: None,
+            durable: false,
+            ephemeral: true,
+        }
+    }
 }
 
 /// Counters reported by the `stats` action.
@@ -78,6 +108,12 @@ pub struct StoreConfig {
 pub struct StoreStats {
     /// Flights that exist.
     pub flights: usize,
+    /// Flights whose data is in memory.
+    pub flights_in_memory: usize,
+    /// Flights whose data is only on disk.
+    pub flights_spilled: usize,
+    /// Pinned flights.
+    pub flights_pinned: usize,
     /// Names in all namespaces.
     pub names: usize,
     /// Namespaces, including `default`.
@@ -88,8 +124,41 @@ pub struct StoreStats {
     pub peak_resident_bytes: usize,
     /// The memory budget.
     pub memory_limit: usize,
+    /// Bytes of spill files on disk.
+    pub spilled_bytes: u64,
+    /// The disk limit, if any.
+    pub disk_limit: Option<u64>,
+    /// Flights written to disk (for any reason).
+    pub spills: u64,
+    /// Spilled flights brought back into memory.
+    pub reloads: u64,
+    /// Flights moved out of memory, by reason.
+    pub evictions: Evictions,
     /// The id the next flight will get.
     pub next_id: u64,
+}
+
+/// Eviction counters by reason.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Evictions {
+    /// To make room under the memory budget.
+    pub memory: u64,
+    /// By the `spill` action.
+    pub forced: u64,
+    /// Written straight to disk because they could not fit in memory at all.
+    pub too_large: u64,
+    /// Derived flights deleted to stay under the disk limit (recomputable from their inputs).
+    pub disk_limit_drops: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    spills: AtomicU64,
+    reloads: AtomicU64,
+    memory: AtomicU64,
+    forced: AtomicU64,
+    too_large: AtomicU64,
+    disk_limit_drops: AtomicU64,
 }
 
 /// Handle to the flight store; clones share the same state.
@@ -100,12 +169,17 @@ pub struct FlightStore {
 
 #[derive(Debug)]
 struct Shared {
-    /// One lock for the id map, the LRU order and the names: a publish moves a name and inserts a flight
-    /// atomically, and an eviction must see the same LRU order that lookups update. Critical sections are short
-    /// map operations; no I/O and no `.await` happen under it.
+    /// One lock for the id map, the LRU order, the names and the disk total: a publish moves a name and inserts a
+    /// flight atomically, and an eviction must see the same LRU order that lookups update. Critical sections are
+    /// map operations; file I/O and `.await` happen outside it.
     state: Mutex<State>,
     budget: MemoryBudget,
     config: StoreConfig,
+    /// Where spill files go (`<data-dir>/flights`, or a per-run directory when ephemeral).
+    spill_dir: PathBuf,
+    /// Serializes catalog writes so a newer snapshot is never overwritten by an older one.
+    catalog_lock: tokio::sync::Mutex<()>,
+    counters: Counters,
 }
 
 #[derive(Debug)]
@@ -114,24 +188,73 @@ struct State {
     flights: LruCache<FlightId, Entry>,
     names: NameTable,
     next_id: u64,
+    /// Ids below this are reserved in the catalog on disk; reaching it means the catalog must be rewritten.
+    reserved_id: u64,
+    /// Bytes of all spill files.
+    disk_bytes: u64,
 }
 
 #[derive(Debug)]
 struct Entry {
-    flight: Flight,
+    meta: Arc<FlightMeta>,
+    /// The batches, when resident.
+    memory: Option<Arc<[Arc<Segment>]>>,
+    /// The spill file, once written (a resident flight may have one too: spilling it again is free).
+    file: Option<Arc<SpillFile>>,
+    pinned: bool,
+    /// A spill of this flight is being written; it must not be picked again.
+    spilling: bool,
 }
 
-/// Batches of a flight that is still arriving; nothing is visible until [`FlightStore::publish`].
+impl Entry {
+    fn flight(&self) -> Flight {
+        let data = match (&self.memory, &self.file) {
+            (Some(m), _) => FlightData::Memory(Arc::clone(m)),
+            (None, Some(f)) => FlightData::Spilled(Arc::clone(f)),
+            (None, None) => FlightData::Memory(Arc::from(Vec::new())),
+        };
+        Flight {
+            meta: Arc::clone(&self.meta),
+            data,
+        }
+    }
+}
+
+/// Batches of a flight that is still arriving; nothing is visible until it is published.
 ///
-/// Dropping a writer (a failed or abandoned upload) releases its memory and leaves no trace.
+/// Batches are kept in memory while the budget has room (spilling colder flights to make room); when even that
+/// fails, the writer switches to a spill file and streams the rest to disk. Dropping a writer (a failed or
+/// abandoned upload) releases its memory and deletes its temp file.
 #[derive(Debug)]
 pub struct FlightWriter {
+    store: FlightStore,
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
     reservation: Reservation,
     /// Copy batches that are small views of large buffers (derived results), so a result never keeps more
     /// memory alive than it accounts for.
     compact: bool,
+    disk: Option<SpillWriter>,
+    disk_rows: u64,
+    disk_bytes: u64,
+}
+
+/// A finished writer, ready to publish.
+#[derive(Debug)]
+pub struct PendingFlight {
+    schema: SchemaRef,
+    segment: Option<Segment>,
+    file: Option<SpillFile>,
+    num_rows: u64,
+    num_bytes: u64,
+}
+
+impl Drop for FlightWriter {
+    fn drop(&mut self) {
+        if let Some(disk) = self.disk.take() {
+            disk.abort();
+        }
+    }
 }
 
 impl FlightWriter {
@@ -140,8 +263,8 @@ impl FlightWriter {
         &self.schema
     }
 
-    /// Adds one batch, accounting its bytes.
-    pub fn push(&mut self, batch: RecordBatch) -> Result<()> {
+    /// Adds one batch, accounting its bytes and making room (or going to disk) when the budget is full.
+    pub async fn push(&mut self, batch: RecordBatch) -> Result<()> {
         let batch = if batch.schema().fields() == self.schema.fields() {
             batch
         } else {
@@ -162,21 +285,93 @@ impl FlightWriter {
             batch
         };
         let bytes = batch_bytes(&batch);
-        if !self.reservation.try_grow(bytes) {
-            let budget = &self.reservation;
-            return Err(Error::ResourceExhausted(format!(
-                "memory budget exceeded: this flight already holds {} bytes and the next batch needs {bytes} more; \
-                 raise --memory-limit or drop flights",
-                budget.size()
-            )));
+        if self.disk.is_none() && !self.reservation.try_grow(bytes) {
+            self.store.make_room(bytes).await?;
+            if !self.reservation.try_grow(bytes) {
+                self.switch_to_disk().await?;
+            }
         }
-        self.batches.push(batch);
+        if self.disk.is_some() {
+            self.store.check_disk(self.disk_bytes + bytes as u64).await?;
+            self.disk_rows += batch.num_rows() as u64;
+            self.disk_bytes += bytes as u64;
+            let mut disk = self
+                .disk
+                .take()
+                .ok_or_else(|| Error::internal("spill writer missing"))?;
+            let disk = tokio::task::spawn_blocking(move || disk.write(&batch).map(|()| disk))
+                .await
+                .map_err(|e| Error::internal(format!("spill task failed: {e}")))??;
+            self.disk = Some(disk);
+        } else {
+            self.batches.push(batch);
+        }
+        Ok(())
+    }
+
+    /// Moves what was buffered to a new spill file and releases its memory.
+    async fn switch_to_disk(&mut self) -> Result<()> {
+        let dir = self.store.shared.spill_dir.clone();
+        let schema = Arc::clone(&self.schema);
+        let batches = std::mem::take(&mut self.batches);
+        self.disk_rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        self.disk_bytes = self.reservation.size() as u64;
+        self.store.check_disk(self.disk_bytes).await?;
+        let writer = tokio::task::spawn_blocking(move || -> Result<SpillWriter> {
+            let mut w = SpillWriter::create(&dir, schema)?;
+            for b in &batches {
+                w.write(b)?;
+            }
+            Ok(w)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("spill task failed: {e}")))??;
+        self.disk = Some(writer);
+        self.reservation.free();
+        self.store.shared.counters.too_large.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Rows pushed so far.
     pub fn num_rows(&self) -> u64 {
-        self.batches.iter().map(|b| b.num_rows() as u64).sum()
+        self.disk_rows + self.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>()
+    }
+
+    /// Closes the writer; with `durable`, a resident flight is also written to disk before it can be published.
+    pub async fn finish(mut self, durable: bool) -> Result<PendingFlight> {
+        let schema = Arc::clone(&self.schema);
+        if let Some(disk) = self.disk.take() {
+            let file = tokio::task::spawn_blocking(move || disk.finish())
+                .await
+                .map_err(|e| Error::internal(format!("spill task failed: {e}")))??;
+            self.store.shared.counters.spills.fetch_add(1, Ordering::Relaxed);
+            return Ok(PendingFlight {
+                schema,
+                segment: None,
+                file: Some(file),
+                num_rows: self.disk_rows,
+                num_bytes: self.disk_bytes,
+            });
+        }
+        let batches = std::mem::take(&mut self.batches);
+        let reservation = std::mem::replace(&mut self.reservation, self.store.budget().reservation());
+        let segment = Segment::new(batches, reservation);
+        let file = if durable && !self.store.shared.config.ephemeral {
+            Some(
+                self.store
+                    .write_file(Arc::clone(&schema), segment.batches().to_vec())
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(PendingFlight {
+            schema,
+            num_rows: segment.num_rows(),
+            num_bytes: segment.num_bytes(),
+            segment: Some(segment),
+            file,
+        })
     }
 }
 
@@ -190,20 +385,25 @@ pub struct PutTarget {
 }
 
 impl FlightStore {
-    /// An empty store.
-    pub fn new(config: StoreConfig) -> Self {
+    /// Opens the store in `config.data_dir`: removes leftovers of interrupted writes and loads the catalog.
+    pub async fn open(mut config: StoreConfig) -> Result<Self> {
+        config.data_dir = std::path::absolute(&config.data_dir)?;
+        let config2 = config.clone();
+        let loaded = tokio::task::spawn_blocking(move || load(&config2))
+            .await
+            .map_err(|e| Error::internal(format!("catalog task failed: {e}")))??;
         let budget = MemoryBudget::new(config.memory_limit);
-        Self {
+        let store = Self {
             shared: Arc::new(Shared {
-                state: Mutex::new(State {
-                    flights: LruCache::unbounded(),
-                    names: NameTable::new(),
-                    next_id: 1,
-                }),
+                state: Mutex::new(loaded.state),
                 budget,
+                spill_dir: loaded.spill_dir,
                 config,
+                catalog_lock: tokio::sync::Mutex::new(()),
+                counters: Counters::default(),
             }),
-        }
+        };
+        Ok(store)
     }
 
     /// The store's settings.
@@ -240,7 +440,7 @@ impl FlightStore {
         let mut st = self.state();
         st.flights
             .get(&id)
-            .map(|e| e.flight.clone())
+            .map(Entry::flight)
             .ok_or_else(|| Error::not_found(format!("flight {id} does not exist")))
     }
 
@@ -259,6 +459,32 @@ impl FlightStore {
         self.state().names.names_of(id)
     }
 
+    /// All batches of `flight`, from memory or from its spill file (which is brought back into memory when the
+    /// budget has room for it).
+    pub async fn batches(&self, flight: &Flight) -> Result<Vec<RecordBatch>> {
+        let file = match &flight.data {
+            FlightData::Memory(segments) => {
+                return Ok(segments.iter().flat_map(|s| s.batches().iter().cloned()).collect());
+            }
+            FlightData::Spilled(file) => Arc::clone(file),
+        };
+        let path = file.path.clone();
+        let batches = tokio::task::spawn_blocking(move || spill::read_all(&path))
+            .await
+            .map_err(|e| Error::internal(format!("reload task failed: {e}")))??;
+        let mut reservation = self.budget().reservation();
+        if reservation.try_grow(batches.iter().map(batch_bytes).sum()) {
+            let mut st = self.state();
+            if let Some(entry) = st.flights.peek_mut(&flight.id())
+                && entry.memory.is_none()
+            {
+                entry.memory = Some(Arc::from(vec![Arc::new(Segment::new(batches.clone(), reservation))]));
+                self.shared.counters.reloads.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(batches)
+    }
+
     /// Fails early when an upload to `target` could not be published (saves streaming a doomed upload).
     pub fn check_put(&self, target: &PutTarget) -> Result<()> {
         let st = self.state();
@@ -271,112 +497,465 @@ impl FlightStore {
     /// Starts an upload with `schema`; batches are pushed as they arrive and nothing is visible until publish.
     pub fn writer(&self, schema: SchemaRef) -> FlightWriter {
         FlightWriter {
+            store: self.clone(),
             schema,
             batches: Vec::new(),
             reservation: self.shared.budget.reservation(),
             compact: false,
+            disk: None,
+            disk_rows: 0,
+            disk_bytes: 0,
         }
     }
 
     /// Starts a computed flight; batches that are small views of larger buffers are copied on push.
     pub fn derived_writer(&self, schema: SchemaRef) -> FlightWriter {
-        FlightWriter {
-            compact: true,
-            ..self.writer(schema)
-        }
+        let mut writer = self.writer(schema);
+        writer.compact = true;
+        writer
     }
 
-    /// Makes an uploaded flight visible: assigns its id and moves its name, atomically.
-    pub fn publish_upload(&self, writer: FlightWriter, target: Option<&PutTarget>) -> Result<Flight> {
+    /// Makes an uploaded flight visible: assigns its id and moves its name, atomically. Durable uploads and
+    /// uploads that went to disk are recorded in the catalog before this returns.
+    pub async fn publish_upload(&self, pending: PendingFlight, target: Option<&PutTarget>) -> Result<Flight> {
         let mode = target.map_or(PutMode::Replace, |t| t.mode);
-        let mut st = self.state();
-        let mut segments: Vec<Arc<Segment>> = Vec::new();
-        let mut inputs = Vec::new();
-        if let Some(t) = target {
-            match (t.mode, st.names.get(&t.name)) {
-                (PutMode::Error, Some(id)) => return Err(already_exists(&t.name, id)),
-                (PutMode::Append, Some(old)) => {
-                    let parent =
-                        st.flights.peek(&old).map(|e| e.flight.clone()).ok_or_else(|| {
+        // An append whose parent is spilled, or whose new rows went to disk, is written as one new file holding
+        // the parent's rows then the new ones; otherwise the new flight shares the parent's segments.
+        let parent = {
+            let st = self.state();
+            match target.map(|t| (t.mode, st.names.get(&t.name))) {
+                Some((PutMode::Append, Some(old))) => st.flights.peek(&old).map(Entry::flight),
+                _ => None,
+            }
+        };
+        let pending = match parent {
+            Some(p) if matches!(p.data, FlightData::Spilled(_)) || pending.file.is_some() => {
+                if p.meta.schema.fields() != pending.schema.fields() {
+                    return Err(Error::invalid(format!(
+                        "append needs the same schema; existing: {}, uploaded: {}",
+                        p.meta.schema, pending.schema
+                    )));
+                }
+                let rows = self.batches(&p).await?;
+                self.append_on_disk(rows, pending).await?
+            }
+            _ => pending,
+        };
+        let (flight, extended) = {
+            let mut st = self.state();
+            let mut segments: Vec<Arc<Segment>> = Vec::new();
+            let mut inputs = Vec::new();
+            if let Some(t) = target {
+                match (t.mode, st.names.get(&t.name)) {
+                    (PutMode::Error, Some(id)) => return Err(already_exists(&t.name, id)),
+                    (PutMode::Append, Some(old)) => {
+                        let parent = st.flights.peek(&old).ok_or_else(|| {
                             Error::internal(format!("name {} points at missing flight {old}", t.name))
                         })?;
-                    if parent.meta.schema.fields() != writer.schema.fields() {
-                        return Err(Error::invalid(format!(
-                            "append to {} needs the same schema; existing: {}, uploaded: {}",
-                            t.name, parent.meta.schema, writer.schema
-                        )));
+                        if parent.meta.schema.fields() != pending.schema.fields() {
+                            return Err(Error::invalid(format!(
+                                "append to {} needs the same schema; existing: {}, uploaded: {}",
+                                t.name, parent.meta.schema, pending.schema
+                            )));
+                        }
+                        if pending.segment.is_some() {
+                            match &parent.memory {
+                                Some(m) => segments.extend(m.iter().cloned()),
+                                None => {
+                                    return Err(Error::internal(
+                                        "the flight appended to was spilled during the upload; retry",
+                                    ));
+                                }
+                            }
+                        }
+                        inputs.push(old);
                     }
-                    match &parent.data {
-                        FlightData::Memory(parent_segments) => segments.extend(parent_segments.iter().cloned()),
-                    }
-                    inputs.push(old);
+                    _ => {}
                 }
-                _ => {}
             }
+            let lineage = Lineage::upload(mode.as_str(), inputs);
+            insert_locked(&mut st, pending, segments, lineage, target.map(|t| &t.name))
+        };
+        if extended || flight_has_file(&self.state(), flight.id()) {
+            self.persist_catalog().await?;
         }
-        let lineage = Lineage::upload(mode.as_str(), inputs);
-        let schema = Arc::clone(&writer.schema);
-        segments.push(Arc::new(Segment::new(writer.batches, writer.reservation)));
-        Ok(insert_locked(
-            &mut st,
+        Ok(flight)
+    }
+
+    /// Writes the parent's rows followed by the new rows as one new spill file (append when rows are on disk).
+    async fn append_on_disk(&self, rows: Vec<RecordBatch>, pending: PendingFlight) -> Result<PendingFlight> {
+        let new_rows: Vec<RecordBatch> = match (&pending.segment, &pending.file) {
+            (Some(seg), _) => seg.batches().to_vec(),
+            (None, Some(file)) => {
+                let path = file.path.clone();
+                tokio::task::spawn_blocking(move || spill::read_all(&path))
+                    .await
+                    .map_err(|e| Error::internal(format!("spill task failed: {e}")))??
+            }
+            (None, None) => Vec::new(),
+        };
+        let schema = Arc::clone(&pending.schema);
+        let num_rows = rows.iter().chain(&new_rows).map(|b| b.num_rows() as u64).sum();
+        let num_bytes = rows.iter().chain(&new_rows).map(|b| batch_bytes(b) as u64).sum();
+        if let Some(old) = pending.file {
+            delete_files([Some(Arc::new(old))]);
+        }
+        let all: Vec<RecordBatch> = rows.into_iter().chain(new_rows).collect();
+        let file = self.write_file(Arc::clone(&schema), all).await?;
+        Ok(PendingFlight {
             schema,
-            segments,
-            lineage,
-            target.map(|t| &t.name),
-        ))
+            segment: None,
+            file: Some(file),
+            num_rows,
+            num_bytes,
+        })
     }
 
     /// Makes a computed flight visible, optionally pointing `name` at it (replacing what it pointed at).
-    pub fn publish_derived(&self, writer: FlightWriter, lineage: Lineage, name: Option<&QualifiedName>) -> Flight {
-        let schema = Arc::clone(&writer.schema);
-        let segments = vec![Arc::new(Segment::new(writer.batches, writer.reservation))];
-        let mut st = self.state();
-        insert_locked(&mut st, schema, segments, lineage, name)
+    pub async fn publish_derived(
+        &self,
+        pending: PendingFlight,
+        lineage: Lineage,
+        name: Option<&QualifiedName>,
+    ) -> Result<Flight> {
+        let (flight, extended) = {
+            let mut st = self.state();
+            insert_locked(&mut st, pending, Vec::new(), lineage, name)
+        };
+        if extended || flight_has_file(&self.state(), flight.id()) {
+            self.persist_catalog().await?;
+        }
+        Ok(flight)
     }
 
     /// Points `name` at an existing flight (replacing what it pointed at). Returns the previous target.
-    pub fn set_name(&self, name: &QualifiedName, id: FlightId) -> Result<Option<FlightId>> {
-        let mut st = self.state();
-        if !st.flights.contains(&id) {
-            return Err(Error::not_found(format!("flight {id} does not exist")));
-        }
-        Ok(st.names.set(name, id))
+    pub async fn set_name(&self, name: &QualifiedName, id: FlightId) -> Result<Option<FlightId>> {
+        let previous = {
+            let mut st = self.state();
+            if !st.flights.contains(&id) {
+                return Err(Error::not_found(format!("flight {id} does not exist")));
+            }
+            st.names.set(name, id)
+        };
+        self.persist_catalog().await?;
+        Ok(previous)
     }
 
     /// Drops a flight and every name pointing at it. Readers holding it finish their streams.
-    pub fn drop_flight(&self, id: FlightId) -> Result<Flight> {
-        let mut st = self.state();
-        let entry = st
-            .flights
-            .pop(&id)
-            .ok_or_else(|| Error::not_found(format!("flight {id} does not exist")))?;
-        st.names.remove_id(id);
-        Ok(entry.flight)
+    pub async fn drop_flight(&self, id: FlightId) -> Result<Flight> {
+        let entry = {
+            let mut st = self.state();
+            let entry = st
+                .flights
+                .pop(&id)
+                .ok_or_else(|| Error::not_found(format!("flight {id} does not exist")))?;
+            st.names.remove_id(id);
+            if let Some(f) = &entry.file {
+                st.disk_bytes = st.disk_bytes.saturating_sub(f.bytes);
+            }
+            entry
+        };
+        self.persist_catalog().await?;
+        delete_files([entry.file.clone()]);
+        Ok(entry.flight())
     }
 
     /// Deletes a namespace. Without `force` it must be empty; with `force` the flights it names are dropped.
     /// Returns the ids dropped.
-    pub fn delete_namespace(&self, namespace: &str, force: bool) -> Result<Vec<FlightId>> {
-        let mut st = self.state();
-        if !st.names.has_namespace(namespace) {
-            return Err(Error::not_found(format!("namespace {namespace} does not exist")));
-        }
-        let entries = st.names.entries(namespace);
-        if !entries.is_empty() && !force {
-            return Err(Error::invalid(format!(
-                "namespace {namespace} holds {} names; pass \"force\": true to drop them and their flights",
-                entries.len()
-            )));
-        }
+    pub async fn delete_namespace(&self, namespace: &str, force: bool) -> Result<Vec<FlightId>> {
+        let mut files = Vec::new();
         let mut dropped = Vec::new();
-        for (_, id) in entries {
-            if st.flights.pop(&id).is_some() {
-                st.names.remove_id(id);
-                dropped.push(id);
+        {
+            let mut st = self.state();
+            if !st.names.has_namespace(namespace) {
+                return Err(Error::not_found(format!("namespace {namespace} does not exist")));
+            }
+            let entries = st.names.entries(namespace);
+            if !entries.is_empty() && !force {
+                return Err(Error::invalid(format!(
+                    "namespace {namespace} holds {} names; pass \"force\": true to drop them and their flights",
+                    entries.len()
+                )));
+            }
+            for (_, id) in entries {
+                if let Some(entry) = st.flights.pop(&id) {
+                    st.names.remove_id(id);
+                    if let Some(f) = &entry.file {
+                        st.disk_bytes = st.disk_bytes.saturating_sub(f.bytes);
+                    }
+                    files.push(entry.file);
+                    dropped.push(id);
+                }
+            }
+            st.names.remove_namespace(namespace);
+        }
+        self.persist_catalog().await?;
+        delete_files(files);
+        Ok(dropped)
+    }
+
+    /// Keeps a flight in memory (reloading it if spilled) until unpinned.
+    pub async fn pin(&self, id: FlightId) -> Result<()> {
+        let flight = self.get(id)?;
+        if let FlightData::Spilled(file) = &flight.data {
+            self.make_room(flight.meta.num_bytes as usize).await?;
+            let path = file.path.clone();
+            let batches = tokio::task::spawn_blocking(move || spill::read_all(&path))
+                .await
+                .map_err(|e| Error::internal(format!("reload task failed: {e}")))??;
+            let mut reservation = self.budget().reservation();
+            if !reservation.try_grow(batches.iter().map(batch_bytes).sum()) {
+                return Err(Error::ResourceExhausted(format!(
+                    "flight {id} ({} bytes) does not fit in the memory budget next to the pinned flights",
+                    flight.meta.num_bytes
+                )));
+            }
+            let mut st = self.state();
+            let entry = st
+                .flights
+                .peek_mut(&id)
+                .ok_or_else(|| Error::not_found(format!("flight {id} does not exist")))?;
+            if entry.memory.is_none() {
+                entry.memory = Some(Arc::from(vec![Arc::new(Segment::new(batches, reservation))]));
+                self.shared.counters.reloads.fetch_add(1, Ordering::Relaxed);
+            }
+            entry.pinned = true;
+            return Ok(());
+        }
+        let mut st = self.state();
+        let entry = st
+            .flights
+            .peek_mut(&id)
+            .ok_or_else(|| Error::not_found(format!("flight {id} does not exist")))?;
+        entry.pinned = true;
+        Ok(())
+    }
+
+    /// Lets a pinned flight be spilled again.
+    pub fn unpin(&self, id: FlightId) -> Result<()> {
+        let mut st = self.state();
+        let entry = st
+            .flights
+            .peek_mut(&id)
+            .ok_or_else(|| Error::not_found(format!("flight {id} does not exist")))?;
+        entry.pinned = false;
+        Ok(())
+    }
+
+    /// Writes a flight to disk and releases its memory now.
+    pub async fn spill(&self, id: FlightId) -> Result<()> {
+        {
+            let mut st = self.state();
+            let entry = st
+                .flights
+                .peek_mut(&id)
+                .ok_or_else(|| Error::not_found(format!("flight {id} does not exist")))?;
+            if entry.pinned {
+                return Err(Error::invalid(format!("flight {id} is pinned; unpin it first")));
+            }
+            if entry.memory.is_none() || entry.spilling {
+                return Ok(());
+            }
+            entry.spilling = true;
+        }
+        self.shared.counters.forced.fetch_add(1, Ordering::Relaxed);
+        self.spill_entry(id, true).await
+    }
+
+    /// Spills least-recently-used unpinned flights until `needed` bytes are free or none is left to spill.
+    async fn make_room(&self, needed: usize) -> Result<()> {
+        while self.budget().available() < needed {
+            let victim = {
+                let mut st = self.state();
+                let id = st
+                    .flights
+                    .iter()
+                    .rev()
+                    .find(|(_, e)| e.memory.is_some() && !e.pinned && !e.spilling)
+                    .map(|(id, _)| *id);
+                if let Some(id) = id
+                    && let Some(e) = st.flights.peek_mut(&id)
+                {
+                    e.spilling = true;
+                }
+                id
+            };
+            let Some(id) = victim else { return Ok(()) };
+            self.shared.counters.memory.fetch_add(1, Ordering::Relaxed);
+            self.spill_entry(id, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the file of a flight marked `spilling` (unless it has one) and, with `release`, drops its memory.
+    async fn spill_entry(&self, id: FlightId, release: bool) -> Result<()> {
+        let (schema, memory, has_file) = {
+            let st = self.state();
+            match st.flights.peek(&id) {
+                Some(e) => (Arc::clone(&e.meta.schema), e.memory.clone(), e.file.is_some()),
+                None => return Ok(()),
+            }
+        };
+        let clear_flag = |store: &FlightStore| {
+            if let Some(e) = store.state().flights.peek_mut(&id) {
+                e.spilling = false;
+            }
+        };
+        let file = match (has_file, memory) {
+            (false, Some(segments)) => {
+                let batches: Vec<RecordBatch> = segments.iter().flat_map(|s| s.batches().iter().cloned()).collect();
+                match self.write_file(schema, batches).await {
+                    Ok(f) => Some(Arc::new(f)),
+                    Err(e) => {
+                        clear_flag(self);
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
+        let orphan = {
+            let mut st = self.state();
+            let State {
+                flights, disk_bytes, ..
+            } = &mut *st;
+            match flights.peek_mut(&id) {
+                Some(e) => {
+                    if let Some(f) = &file {
+                        *disk_bytes += f.bytes;
+                        e.file = Some(Arc::clone(f));
+                    }
+                    if release && !e.pinned {
+                        e.memory = None;
+                    }
+                    e.spilling = false;
+                    None
+                }
+                // Dropped while we wrote: the file belongs to nobody.
+                None => file,
+            }
+        };
+        match orphan {
+            Some(f) => delete_files([Some(f)]),
+            None => self.persist_catalog().await?,
+        }
+        Ok(())
+    }
+
+    /// Checks that `bytes` more on disk fit the disk limit, dropping recomputable derived flights to make room.
+    async fn check_disk(&self, bytes: u64) -> Result<()> {
+        let Some(limit) = self.shared.config.disk_limit else {
+            return Ok(());
+        };
+        let (files, shortfall) = self.free_disk(bytes, limit);
+        if !files.is_empty() {
+            self.persist_catalog().await?;
+            delete_files(files);
+        }
+        match shortfall {
+            None => Ok(()),
+            Some(used) => Err(Error::ResourceExhausted(format!(
+                "memory budget and disk limit both reached: {used} of {limit} disk bytes in use and {bytes} more \
+                 needed; drop flights or raise --memory-limit / --disk-limit"
+            ))),
+        }
+    }
+
+    /// Drops spilled, unnamed, unpinned derived flights whose inputs exist (oldest first) until `bytes` more fit
+    /// under `limit`. Returns their files and, if that was not enough, the bytes in use.
+    fn free_disk(&self, bytes: u64, limit: u64) -> (Vec<Option<Arc<SpillFile>>>, Option<u64>) {
+        let mut st = self.state();
+        let mut files = Vec::new();
+        while st.disk_bytes + bytes > limit {
+            let victim = st
+                .flights
+                .iter()
+                .filter(|(id, e)| {
+                    e.memory.is_none()
+                        && e.file.is_some()
+                        && !e.pinned
+                        && !e.spilling
+                        && e.meta.lineage.op != "upload"
+                        && st.names.names_of(**id).is_empty()
+                        && e.meta.lineage.inputs.iter().all(|i| st.flights.contains(i))
+                })
+                .map(|(id, _)| *id)
+                .min();
+            let Some(id) = victim else { break };
+            if let Some(e) = st.flights.pop(&id) {
+                if let Some(f) = &e.file {
+                    st.disk_bytes = st.disk_bytes.saturating_sub(f.bytes);
+                }
+                files.push(e.file);
+                self.shared.counters.disk_limit_drops.fetch_add(1, Ordering::Relaxed);
             }
         }
-        st.names.remove_namespace(namespace);
-        Ok(dropped)
+        let shortfall = (st.disk_bytes + bytes > limit).then_some(st.disk_bytes);
+        (files, shortfall)
+    }
+
+    /// Writes `batches` to a new spill file (checking the disk limit first).
+    async fn write_file(&self, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<SpillFile> {
+        let estimate: u64 = batches.iter().map(|b| batch_bytes(b) as u64).sum();
+        self.check_disk(estimate).await?;
+        let dir = self.shared.spill_dir.clone();
+        let file = tokio::task::spawn_blocking(move || spill::write_all(&dir, schema, &batches))
+            .await
+            .map_err(|e| Error::internal(format!("spill task failed: {e}")))??;
+        self.shared.counters.spills.fetch_add(1, Ordering::Relaxed);
+        Ok(file)
+    }
+
+    /// Writes the catalog (no-op when ephemeral).
+    pub async fn persist_catalog(&self) -> Result<()> {
+        if self.shared.config.ephemeral {
+            return Ok(());
+        }
+        let _guard = self.shared.catalog_lock.lock().await;
+        let snapshot = {
+            let st = self.state();
+            snapshot(&st, &self.shared.config.data_dir)
+        };
+        let dir = self.shared.config.data_dir.clone();
+        tokio::task::spawn_blocking(move || catalog::store(&dir, &snapshot))
+            .await
+            .map_err(|e| Error::internal(format!("catalog task failed: {e}")))?
+    }
+
+    /// On graceful shutdown: writes every resident flight without a file to disk and the catalog (unless
+    /// ephemeral, in which case the per-run spill directory is removed).
+    pub async fn close(&self) -> Result<()> {
+        if self.shared.config.ephemeral {
+            // Err means the directory was never created.
+            let _ = std::fs::remove_dir_all(&self.shared.spill_dir);
+            return Ok(());
+        }
+        let pending: Vec<FlightId> = {
+            let mut st = self.state();
+            let ids: Vec<FlightId> = st
+                .flights
+                .iter()
+                .filter(|(_, e)| e.file.is_none() && !e.spilling)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &ids {
+                if let Some(e) = st.flights.peek_mut(id) {
+                    e.spilling = true;
+                }
+            }
+            ids
+        };
+        for id in pending {
+            if let Err(e) = self.spill_entry(id, false).await {
+                tracing::warn!(%id, error = %e, "could not write flight to disk at shutdown; it will be gone after restart");
+            }
+        }
+        self.persist_catalog().await
+    }
+
+    /// Flags and counters for `pin`/`spill` tests and the `stats` action.
+    pub fn is_pinned(&self, id: FlightId) -> bool {
+        self.state().flights.peek(&id).is_some_and(|e| e.pinned)
     }
 
     /// Every flight with its names, by id.
@@ -385,7 +964,7 @@ impl FlightStore {
         let mut out: Vec<_> = st
             .flights
             .iter()
-            .map(|(id, e)| (e.flight.clone(), st.names.names_of(*id)))
+            .map(|(id, e)| (e.flight(), st.names.names_of(*id)))
             .collect();
         out.sort_by_key(|(f, _)| f.id());
         out
@@ -407,16 +986,163 @@ impl FlightStore {
     /// Counters for the `stats` action.
     pub fn stats(&self) -> StoreStats {
         let st = self.state();
+        let c = &self.shared.counters;
+        let in_memory = st.flights.iter().filter(|(_, e)| e.memory.is_some()).count();
         StoreStats {
             flights: st.flights.len(),
+            flights_in_memory: in_memory,
+            flights_spilled: st.flights.len() - in_memory,
+            flights_pinned: st.flights.iter().filter(|(_, e)| e.pinned).count(),
             names: st.names.len(),
             namespaces: st.names.namespaces().len(),
             resident_bytes: self.shared.budget.used(),
             peak_resident_bytes: self.shared.budget.peak(),
             memory_limit: self.shared.budget.limit(),
+            spilled_bytes: st.disk_bytes,
+            disk_limit: self.shared.config.disk_limit,
+            spills: c.spills.load(Ordering::Relaxed),
+            reloads: c.reloads.load(Ordering::Relaxed),
+            evictions: Evictions {
+                memory: c.memory.load(Ordering::Relaxed),
+                forced: c.forced.load(Ordering::Relaxed),
+                too_large: c.too_large.load(Ordering::Relaxed),
+                disk_limit_drops: c.disk_limit_drops.load(Ordering::Relaxed),
+            },
             next_id: st.next_id,
         }
     }
+}
+
+fn flight_has_file(st: &State, id: FlightId) -> bool {
+    st.flights.peek(&id).is_some_and(|e| e.file.is_some())
+}
+
+fn delete_files(files: impl IntoIterator<Item = Option<Arc<SpillFile>>>) {
+    for f in files.into_iter().flatten() {
+        // Err means it is already gone; a leftover is removed at the next start as an orphan.
+        let _ = std::fs::remove_file(&f.path);
+    }
+}
+
+/// The catalog as it should be on disk: flights with files and the names pointing at them.
+fn snapshot(st: &State, data_dir: &Path) -> catalog::CatalogFile {
+    let mut flights: Vec<catalog::CatalogFlight> = st
+        .flights
+        .iter()
+        .filter_map(|(id, e)| {
+            let file = e.file.as_ref()?;
+            Some(catalog::CatalogFlight {
+                id: *id,
+                file: file.path.strip_prefix(data_dir).unwrap_or(&file.path).to_path_buf(),
+                num_rows: e.meta.num_rows,
+                num_bytes: e.meta.num_bytes,
+                lineage: e.meta.lineage.clone(),
+                created_at: e.meta.created_at.clone(),
+            })
+        })
+        .collect();
+    flights.sort_by_key(|f| f.id);
+    let mut namespaces = std::collections::BTreeMap::new();
+    for ns in st.names.namespaces() {
+        let names: std::collections::BTreeMap<String, FlightId> = st
+            .names
+            .entries(&ns)
+            .into_iter()
+            .filter(|(_, id)| flight_has_file(st, *id))
+            .collect();
+        namespaces.insert(ns, names);
+    }
+    catalog::CatalogFile {
+        version: catalog::CATALOG_VERSION,
+        next_id: st.reserved_id.max(st.next_id),
+        namespaces,
+        flights,
+    }
+}
+
+struct Loaded {
+    state: State,
+    spill_dir: PathBuf,
+}
+
+/// Reads the catalog and the spill directory: temp files of interrupted writes and files no catalog entry
+/// references are deleted; flights whose file is missing or unreadable are skipped with a warning.
+fn load(config: &StoreConfig) -> Result<Loaded> {
+    let mut state = State {
+        flights: LruCache::unbounded(),
+        names: NameTable::new(),
+        next_id: 1,
+        reserved_id: 1,
+        disk_bytes: 0,
+    };
+    if config.ephemeral {
+        let spill_dir = config.data_dir.join(format!("ephemeral-{}", uuid::Uuid::new_v4()));
+        return Ok(Loaded { state, spill_dir });
+    }
+    let spill_dir = config.data_dir.join("flights");
+    let catalog = catalog::load(&config.data_dir)?.unwrap_or_default();
+    let mut known = std::collections::HashSet::new();
+    for f in catalog.flights {
+        let path = config.data_dir.join(&f.file);
+        let schema = match spill::read_schema(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(id = %f.id, file = %path.display(), error = %e, "skipping flight whose file is unreadable");
+                continue;
+            }
+        };
+        let bytes = std::fs::metadata(&path)?.len();
+        state.disk_bytes += bytes;
+        known.insert(path.clone());
+        state.flights.put(
+            f.id,
+            Entry {
+                meta: Arc::new(FlightMeta {
+                    id: f.id,
+                    schema,
+                    num_rows: f.num_rows,
+                    num_bytes: f.num_bytes,
+                    lineage: f.lineage,
+                    created_at: f.created_at,
+                }),
+                memory: None,
+                file: Some(Arc::new(SpillFile { path, bytes })),
+                pinned: false,
+                spilling: false,
+            },
+        );
+        state.next_id = state.next_id.max(f.id.0 + 1);
+    }
+    for (ns, names) in catalog.namespaces {
+        state.names.create_namespace(&ns);
+        for (name, id) in names {
+            if state.flights.contains(&id) {
+                state.names.set(
+                    &QualifiedName {
+                        namespace: ns.clone(),
+                        name,
+                    },
+                    id,
+                );
+            }
+        }
+    }
+    state.next_id = state.next_id.max(catalog.next_id);
+    // Force a catalog write (a new id block) before the first new id is handed out.
+    state.reserved_id = state.next_id;
+    if let Ok(entries) = std::fs::read_dir(&spill_dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !known.contains(&path) {
+                tracing::info!(file = %path.display(), "removing leftover spill file");
+                // Err: it vanished meanwhile, which is the goal anyway.
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    // A catalog temp file is a write that never finished; the renamed catalog is the truth.
+    let _ = std::fs::remove_file(catalog::path(&config.data_dir).with_extension("json.tmp"));
+    Ok(Loaded { state, spill_dir })
 }
 
 fn already_exists(name: &QualifiedName, id: FlightId) -> Error {
@@ -425,30 +1151,52 @@ fn already_exists(name: &QualifiedName, id: FlightId) -> Error {
     ))
 }
 
+/// Inserts a published flight: `shared` are segments of a parent it appends to. Returns the flight and whether the
+/// id block was extended (so the catalog must be written).
 fn insert_locked(
     st: &mut State,
-    schema: SchemaRef,
-    segments: Vec<Arc<Segment>>,
+    pending: PendingFlight,
+    shared: Vec<Arc<Segment>>,
     lineage: Lineage,
     name: Option<&QualifiedName>,
-) -> Flight {
+) -> (Flight, bool) {
     let id = FlightId(st.next_id);
     st.next_id += 1;
-    let meta = FlightMeta {
-        id,
-        schema,
-        num_rows: segments.iter().map(|s| s.num_rows()).sum(),
-        num_bytes: segments.iter().map(|s| s.num_bytes()).sum(),
-        lineage,
-        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    let extended = st.next_id > st.reserved_id;
+    if extended {
+        st.reserved_id = st.next_id + catalog::ID_BLOCK;
+    }
+    let (num_rows, num_bytes) = (
+        pending.num_rows + shared.iter().map(|s| s.num_rows()).sum::<u64>(),
+        pending.num_bytes + shared.iter().map(|s| s.num_bytes()).sum::<u64>(),
+    );
+    let memory = pending.segment.map(|seg| {
+        let mut all = shared;
+        all.push(Arc::new(seg));
+        Arc::from(all)
+    });
+    let file = pending.file.map(Arc::new);
+    if let Some(f) = &file {
+        st.disk_bytes += f.bytes;
+    }
+    let entry = Entry {
+        meta: Arc::new(FlightMeta {
+            id,
+            schema: pending.schema,
+            num_rows,
+            num_bytes,
+            lineage,
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }),
+        memory,
+        file,
+        pinned: false,
+        spilling: false,
     };
-    let flight = Flight {
-        meta: Arc::new(meta),
-        data: FlightData::Memory(segments.into()),
-    };
-    st.flights.put(id, Entry { flight: flight.clone() });
+    let flight = entry.flight();
+    st.flights.put(id, entry);
     if let Some(name) = name {
         st.names.set(name, id);
     }
-    flight
+    (flight, extended)
 }
