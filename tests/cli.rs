@@ -46,6 +46,9 @@ fn help_lists_every_flag() {
         "--default-put-mode",
         "--ready-file",
         "--log",
+        "--disk-limit",
+        "--durable",
+        "--ephemeral",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
         let env = format!(
