@@ -630,14 +630,20 @@ impl FlightStore {
 
     /// Points `name` at an existing flight (replacing what it pointed at). Returns the previous target.
     pub async fn set_name(&self, name: &QualifiedName, id: FlightId) -> Result<Option<FlightId>> {
-        let previous = {
+        let (previous, persisted) = {
             let mut st = self.state();
             if !st.flights.contains(&id) {
                 return Err(Error::not_found(format!("flight {id} does not exist")));
             }
-            st.names.set(name, id)
+            let previous = st.names.set(name, id);
+            let persisted = previous.is_some_and(|p| flight_has_file(&st, p)) || flight_has_file(&st, id);
+            (previous, persisted)
         };
-        self.persist_catalog().await?;
+        // The catalog only lists names of flights on disk; a name that moved between memory-only flights (or did
+        // not move) changes nothing there.
+        if persisted && previous != Some(id) {
+            self.persist_catalog().await?;
+        }
         Ok(previous)
     }
 
