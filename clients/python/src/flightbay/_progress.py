@@ -17,8 +17,9 @@ class Progress:
     desc : str
         Label shown in front of the bar.
     enabled : bool or None
-        ``None`` shows a bar only when tqdm is installed and the output is a terminal or a notebook;
-        ``True`` forces it (and needs tqdm); ``False`` never shows one.
+        ``None`` shows a bar only when tqdm is installed, the output is a terminal or a notebook (with
+        ipywidgets), and the transfer takes more than half a second; ``True`` forces it (and needs tqdm);
+        ``False`` never shows one.
     """
 
     def __init__(self, total: int | None, desc: str, enabled: bool | None) -> None:
@@ -40,6 +41,8 @@ class Progress:
             unit_divisor=1024,
             # None: tqdm turns itself off when stdout is not a terminal, so CI logs stay clean.
             disable=None if enabled is None else False,
+            # By default a bar appears only once a transfer has taken half a second, so quick calls stay quiet.
+            delay=0 if enabled else 0.5,
             leave=True,
         )
 
