@@ -64,7 +64,13 @@ def test_list_tables(fresh_client: flightbay.Client) -> None:
         ("default.alpha",),
         "default.alpha",
     )
-    assert (beta.num_rows, beta.schema, beta.state, beta.op, beta.inputs) == (20, sample(1).schema, "memory", "upload", [])
+    assert (beta.num_rows, beta.schema, beta.state, beta.op, beta.inputs) == (
+        20,
+        sample(1).schema,
+        "memory",
+        "upload",
+        [],
+    )
     assert beta.nbytes == b.nbytes > 0
     assert beta.created_at and beta.created_at.endswith("Z")
     assert [i.id for i in fresh_client.list_tables("ns.*")] == [b.id]

@@ -72,7 +72,9 @@ def test_big_flights_are_fetched_in_parallel(client: flightbay.Client, name: str
 
 def test_pandas_and_polars(remote: flightbay.RemoteTable, table: pa.Table) -> None:
     pd.testing.assert_frame_equal(remote.to_pandas(), table.to_pandas())
-    pd.testing.assert_frame_equal(remote.to_pandas(types_mapper=pd.ArrowDtype), table.to_pandas(types_mapper=pd.ArrowDtype))
+    pd.testing.assert_frame_equal(
+        remote.to_pandas(types_mapper=pd.ArrowDtype), table.to_pandas(types_mapper=pd.ArrowDtype)
+    )
     frame = remote.to_polars()
     assert isinstance(frame, pl.DataFrame)
     assert frame.equals(pl.from_arrow(table))
@@ -113,9 +115,7 @@ def test_iter_batches_columns(remote: flightbay.RemoteTable, table: pa.Table) ->
 def test_iter_batches_shards_cover_every_row_once(remote: flightbay.RemoteTable, shuffle: bool) -> None:
     count = 3
     shards = [flightbay.Shard(i, count, shuffle=shuffle, seed=4, parts=12) for i in range(count)]
-    ids = [
-        [i for b in remote.iter_batches(1000, shard=s) for i in b.column("id").to_pylist()] for s in shards
-    ]
+    ids = [[i for b in remote.iter_batches(1000, shard=s) for i in b.column("id").to_pylist()] for s in shards]
     assert sorted(i for part in ids for i in part) == list(range(ROWS))
     assert all(abs(len(p) - ROWS / count) <= 12 for p in ids)  # parts differ by at most a row each
     if shuffle:

@@ -167,7 +167,9 @@ def test_join(client: flightbay.Client, remote: flightbay.RemoteTable, table: pa
         assert got.sort_by(order).equals(expected.sort_by(order))
 
 
-def test_join_with_different_key_names(client: flightbay.Client, remote: flightbay.RemoteTable, table: pa.Table) -> None:
+def test_join_with_different_key_names(
+    client: flightbay.Client, remote: flightbay.RemoteTable, table: pa.Table
+) -> None:
     right = pa.table({"sid": pa.array([1, 2], pa.int32()), "room": ["a", "b"]})
     r = client.upload(right, "rooms_sid", mode="replace")
     joined = remote.join(r, "sensor", right_keys="sid", join_type="inner").to_arrow()

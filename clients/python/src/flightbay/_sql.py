@@ -119,6 +119,7 @@ class _Call:
 
 _Node = Union[_Field, _Literal, _Call]
 
+
 def _flatbuffer_metadata(data: bytes) -> list[tuple[str, str]]:
     """The schema's custom metadata of an Arrow IPC file, every entry in order (repeated keys included).
 
@@ -386,7 +387,7 @@ def with_self_alias(query: str, table_name: str) -> str:
     if head is None:
         return f"WITH {', '.join(ctes)} {query}"
     recursive = "RECURSIVE " if head.group(1) else ""
-    return f"WITH {recursive}{', '.join(ctes)}, {query[head.end():]}"
+    return f"WITH {recursive}{', '.join(ctes)}, {query[head.end() :]}"
 
 
 def check_names(names: Sequence[str], what: str) -> list[str]:
@@ -396,4 +397,3 @@ def check_names(names: Sequence[str], what: str) -> list[str]:
         if not isinstance(n, str):
             raise TypeError(f"{what} must be column names (str), got {n!r}")
     return out
-

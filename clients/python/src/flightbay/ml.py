@@ -69,7 +69,7 @@ def _dataset_class() -> type:
     import torch.utils.data
     from torch.utils.data import IterableDataset, get_worker_info
 
-    class FlightbayIterableDataset(IterableDataset):  # type: ignore[type-arg,misc]
+    class FlightbayIterableDataset(IterableDataset[Any]):
         """Batches of a flight for a PyTorch ``DataLoader`` (with ``batch_size=None``).
 
         Made by :meth:`flightbay.RemoteTable.to_torch_dataset`, whose parameters it takes.
@@ -145,7 +145,7 @@ def _dataset_class() -> type:
             for batch in batches:
                 yield batch if self.format == "arrow" else batch_to_torch(batch)
 
-        def loader(self, num_workers: int = 0, **kwargs: Any) -> torch.utils.data.DataLoader:
+        def loader(self, num_workers: int = 0, **kwargs: Any) -> torch.utils.data.DataLoader[Any]:
             """A ``DataLoader`` over this dataset: ``batch_size=None`` (batches are already made) and, with
             workers, the ``forkserver`` start method (gRPC cannot be used in forked workers).
 

@@ -386,7 +386,7 @@ class RemoteTable:
 
     def to_batches(self, max_chunksize: int | None = None) -> list[pa.RecordBatch]:
         """Fetch every row as a list of record batches of at most ``max_chunksize`` rows."""
-        return self.to_arrow().to_batches(max_chunksize=max_chunksize)
+        return list(self.to_arrow().to_batches(max_chunksize=max_chunksize))
 
     def to_reader(self, *, progress: bool | None = None) -> pa.RecordBatchReader:
         """A ``pyarrow.RecordBatchReader`` that streams the rows as they arrive."""
