@@ -141,7 +141,7 @@ class Client:
         return self._spec.options()
 
     def close(self) -> None:
-        """Close the connection. Handles created from this client stop working."""
+        """Close the connection. The next call through this client or its handles opens a new one."""
         with self._lock:
             clients = [c for c in [self._flight_client, *self._by_location.values()] if c is not None]
             self._flight_client, self._by_location = None, {}
@@ -226,10 +226,16 @@ class Client:
                         batch = next(batches)
                     except StopIteration:
                         break
+                    except BaseException:  # reading the source failed (or Ctrl-C): undo what reached the server
+                        self._abandon_upload(writer, reader, namespace, short, previous)
+                        raise
+                    try:
+                        writer.write_batch(batch)
+                    except pa.ArrowException:
+                        raise  # the server or the connection ended the stream: nothing was published
                     except BaseException:
                         self._abandon_upload(writer, reader, namespace, short, previous)
                         raise
-                    writer.write_batch(batch)
                     bar.update(batch.nbytes)
             writer.done_writing()
             result = reader.read()
