@@ -37,6 +37,8 @@ def read_endpoint(client: Client, endpoint: flight.FlightEndpoint, bar: Progress
     """All rows of one endpoint as a table."""
     with translated():
         reader = client._client_for(endpoint).do_get(endpoint.ticket, client._options())
+        if not bar.active:
+            return reader.read_all()  # no bar to feed: let pyarrow collect the batches without a Python loop
         schema = reader.schema
     batches = []
     while True:

@@ -46,6 +46,11 @@ class Progress:
             leave=True,
         )
 
+    @property
+    def active(self) -> bool:
+        """Whether a bar may be shown (callers can skip byte counting otherwise)."""
+        return self._bar is not None
+
     def update(self, nbytes: int) -> None:
         """Count ``nbytes`` more bytes."""
         if self._bar is not None:

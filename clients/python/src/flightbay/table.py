@@ -393,7 +393,7 @@ class RemoteTable:
         return pa.RecordBatchReader.from_batches(self.schema, self._stream(progress))
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
-        """The Arrow C stream interface: ``pa.table(t)``, ``pl.DataFrame(t)``, DuckDB, ... read the rows."""
+        """The Arrow C stream interface: ``pa.table(t)``, ``pl.DataFrame(t)`` and other readers take the rows."""
         return self.to_reader(progress=False).__arrow_c_stream__(requested_schema)
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
