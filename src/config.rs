@@ -5,9 +5,11 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::{Secret, parse_duration};
 use crate::store::PutMode;
 
 /// flightbay: an Arrow Flight server where every upload and every query result is a numbered, immutable flight.
@@ -27,6 +29,27 @@ pub struct Cli {
 pub enum CliCommand {
     /// Run the Flight server (the default).
     Serve(Config),
+    /// Mint a bearer token for scripts (signed with the server's --jwt-secret).
+    Token(TokenArgs),
+    /// Read a password from stdin and print its argon2 hash for the users file.
+    HashPassword,
+}
+
+/// Arguments of `flightbay token`.
+#[derive(Clone, Debug, Args)]
+pub struct TokenArgs {
+    /// The server's JWT secret.
+    #[arg(long, env = "FLIGHTBAY_JWT_SECRET", hide_env_values = true)]
+    pub secret: Secret,
+    /// The token's subject (user name).
+    #[arg(long, default_value = "script")]
+    pub user: String,
+    /// A grant "namespace:level" (level: read, write or admin; namespace "*" means all). Repeatable.
+    #[arg(long = "grant", required = true)]
+    pub grants: Vec<String>,
+    /// How long the token is valid ("30m", "12h", "7d").
+    #[arg(long, env = "FLIGHTBAY_TOKEN_TTL", default_value = "12h", value_parser = parse_duration)]
+    pub ttl: Duration,
 }
 
 impl Cli {
@@ -34,7 +57,7 @@ impl Cli {
     pub fn into_config(self) -> Config {
         match self.command {
             Some(CliCommand::Serve(config)) => config,
-            None => self.serve,
+            Some(CliCommand::Token(_) | CliCommand::HashPassword) | None => self.serve,
         }
     }
 }
@@ -86,6 +109,31 @@ pub struct Config {
     /// Log filter, e.g. "info" or "flightbay=debug".
     #[arg(long, env = "FLIGHTBAY_LOG", default_value = "info")]
     pub log: String,
+
+    /// TLS certificate chain (PEM); with --tls-key, clients connect with grpc+tls://. Plaintext when unset.
+    #[arg(long, env = "FLIGHTBAY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) for --tls-cert.
+    #[arg(long, env = "FLIGHTBAY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificate(s) (PEM) that client certificates must chain to (mutual TLS); clients without one are refused.
+    #[arg(long, env = "FLIGHTBAY_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Secret (16+ bytes) that signs bearer tokens; setting it turns authentication on. Off when unset.
+    #[arg(long, env = "FLIGHTBAY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// How long tokens issued by Handshake are valid ("30m", "12h", "7d").
+    #[arg(long, env = "FLIGHTBAY_TOKEN_TTL", default_value = "12h", value_parser = parse_duration)]
+    pub token_ttl: Duration,
+
+    /// JSON file of users with argon2 password hashes and grants, for Basic credentials. Without it (and with
+    /// --jwt-secret) one admin token is printed at startup.
+    #[arg(long, env = "FLIGHTBAY_USERS_FILE", requires = "jwt_secret")]
+    pub users_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -212,5 +260,7 @@ mod tests {
         assert_eq!(c.default_put_mode, PutMode::Error);
         let c = Cli::parse_from(["flightbay", "serve", "--port", "0"]).into_config();
         assert_eq!(c.port, 0);
+        assert!(c.jwt_secret.is_none() && c.tls_cert.is_none());
+        assert_eq!(c.token_ttl, Duration::from_secs(12 * 3600));
     }
 }

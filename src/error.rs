@@ -29,6 +29,12 @@ pub enum Error {
     /// The request was cancelled.
     #[error("{0}")]
     Cancelled(String),
+    /// No credentials, or credentials that are not valid (bad signature, expired, unknown user, wrong password).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Valid credentials without the grant the request needs.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A bug or an unexpected failure.
     #[error("{0}")]
     Internal(String),
@@ -58,6 +64,14 @@ impl Error {
     /// [`Error::Internal`].
     pub fn internal(msg: impl Into<String>) -> Self {
         Self::Internal(msg.into())
+    }
+    /// [`Error::Unauthenticated`].
+    pub fn unauthenticated(msg: impl Into<String>) -> Self {
+        Self::Unauthenticated(msg.into())
+    }
+    /// [`Error::PermissionDenied`].
+    pub fn denied(msg: impl Into<String>) -> Self {
+        Self::PermissionDenied(msg.into())
     }
     /// [`Error::Unimplemented`].
     pub fn unimplemented(msg: impl Into<String>) -> Self {
@@ -130,6 +144,8 @@ impl Error {
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Unimplemented(_) => Code::Unimplemented,
             Error::Cancelled(_) => Code::Cancelled,
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Internal(_) => Code::Internal,
             Error::DataFusion(e) => datafusion_code(e),
             Error::Arrow(e) => arrow_code(e),

@@ -7,8 +7,10 @@
 //! - [`protocol`]: the only code that knows byte layouts (descriptors, tickets, action bodies, metadata JSON).
 //! - [`query`]: DataFusion glue: ops → plans, the result cache with single-flight.
 //! - [`store`]: flight ids, names, namespaces, the memory budget.
+//! - [`auth`]: grants, bearer tokens, the users file and password hashes (no knowledge of flights).
 //! - [`config`], [`error`], [`telemetry`]: settings, the error → status mapping, logging.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod protocol;

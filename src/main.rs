@@ -1,13 +1,31 @@
-//! The `flightbay` binary: parse the config, bind, and hand over to [`flightbay::server::run`].
+//! The `flightbay` binary: parse the config, bind, and hand over to [`flightbay::server::run`]; or run one of the
+//! small credential subcommands (`token`, `hash-password`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use flightbay::config::Cli;
+use flightbay::config::{Cli, CliCommand};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Cli::parse().into_config();
+    let cli = Cli::parse();
+    let printed = match &cli.command {
+        Some(CliCommand::Token(args)) => Some(flightbay::auth::mint_from_args(args)),
+        Some(CliCommand::HashPassword) => Some(flightbay::auth::hash_from_reader(std::io::stdin().lock())),
+        Some(CliCommand::Serve(_)) | None => None,
+    };
+    match printed {
+        Some(Ok(line)) => {
+            println!("{line}");
+            return ExitCode::SUCCESS;
+        }
+        Some(Err(e)) => {
+            eprintln!("flightbay: {e}");
+            return ExitCode::FAILURE;
+        }
+        None => {}
+    }
+    let config = cli.into_config();
     flightbay::telemetry::init(&config.log);
     let listener = match tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await {
         Ok(l) => l,

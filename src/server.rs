@@ -8,6 +8,9 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+use crate::auth::{Authenticator, Grants, TokenAuthority, Users};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -34,7 +37,9 @@ pub async fn run(
     .await?;
     let engine = Engine::try_new(store.clone(), config.memory_limit_bytes())?;
     let stop = Arc::new(Notify::new());
-    let service = FlightbayService::new(store.clone(), engine, config.clone(), Arc::clone(&stop));
+    let auth = authenticator(&config)?;
+    let tls = tls_config(&config)?;
+    let service = FlightbayService::new(store.clone(), engine, config.clone(), Arc::clone(&stop), auth);
     let max_message = config.max_message_bytes();
     let flight = FlightServiceServer::new(service)
         .max_decoding_message_size(max_message)
@@ -50,6 +55,15 @@ pub async fn run(
         "flightbay listening"
     );
 
+    if !addr.ip().is_loopback() && tls.is_none() {
+        let warning = format!(
+            "flightbay: listening on {addr} without TLS: data{} travel in plain text; set --tls-cert and --tls-key",
+            if config.jwt_secret.is_some() { " and tokens" } else { "" }
+        );
+        tracing::warn!("{warning}");
+        eprintln!("WARNING: {warning}");
+    }
+
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let signal = async move {
         tokio::select! {
@@ -58,7 +72,13 @@ pub async fn run(
         }
         tracing::info!("flightbay shutting down");
     };
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| Error::invalid(format!("TLS configuration: {e}")))?;
+    }
+    builder
         .add_service(flight)
         .serve_with_incoming_shutdown(incoming, signal)
         .await
@@ -67,6 +87,40 @@ pub async fn run(
     store.close().await?;
     tracing::info!("flightbay stopped");
     Ok(())
+}
+
+/// The authenticator when `--jwt-secret` is set. Without a users file, prints one admin token to stdout so the
+/// operator can hand out (or mint, with `flightbay token`) narrower ones.
+fn authenticator(config: &Config) -> Result<Option<Authenticator>> {
+    let Some(secret) = &config.jwt_secret else {
+        return Ok(None);
+    };
+    let tokens = TokenAuthority::try_new(secret.expose(), config.token_ttl)?;
+    let users = config.users_file.as_deref().map(Users::load).transpose()?;
+    match &users {
+        Some(u) => tracing::info!(users = u.users.len(), "authentication on"),
+        None => {
+            let token = tokens.mint("admin", &Grants::admin())?;
+            println!("flightbay admin token (valid {}s): {token}", config.token_ttl.as_secs());
+        }
+    }
+    Ok(Some(Authenticator { tokens, users }))
+}
+
+/// TLS settings from `--tls-cert`/`--tls-key`, with client certificates required when `--tls-client-ca` is set.
+fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path).map_err(|e| Error::invalid(format!("cannot read {what} {}: {e}", path.display())))
+    };
+    let identity = Identity::from_pem(read(cert, "--tls-cert")?, read(key, "--tls-key")?);
+    let mut tls = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &config.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca, "--tls-client-ca")?));
+    }
+    Ok(Some(tls))
 }
 
 /// Writes `contents` to `path` atomically (temp file + rename), so a watcher never reads a partial address.

@@ -49,6 +49,12 @@ fn help_lists_every_flag() {
         "--disk-limit",
         "--durable",
         "--ephemeral",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-client-ca",
+        "--jwt-secret",
+        "--token-ttl",
+        "--users-file",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
         let env = format!(
@@ -106,4 +112,48 @@ async fn binary_serves_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "graceful exit: {status:?}");
+}
+
+#[test]
+fn token_and_hash_password_subcommands() {
+    let secret = "cli-test-secret-0123456789";
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "--secret",
+            secret,
+            "--user",
+            "etl",
+            "--grant",
+            "sales:read",
+            "--grant",
+            "*:write",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap();
+    let authority = flightbay::auth::TokenAuthority::try_new(secret, Duration::from_secs(60)).unwrap();
+    let claims = authority.verify(token.trim()).unwrap();
+    assert_eq!(claims.sub, "etl");
+    assert_eq!(
+        claims.grants,
+        flightbay::auth::Grants::parse(&["sales:read", "*:write"]).unwrap()
+    );
+    let bad = Command::new(BIN)
+        .args(["token", "--secret", secret, "--grant", "sales:owner"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"hunter2\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
 }

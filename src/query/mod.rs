@@ -62,6 +62,9 @@ pub struct EngineStats {
     pub cache: CacheStats,
 }
 
+/// A check of a request's input flights, run before anything is computed (see [`Engine::run_checked`]).
+pub type InputCheck<'a> = dyn Fn(&[FlightId]) -> Result<()> + Send + Sync + 'a;
+
 /// A prepared request: everything but the computation itself.
 enum Work {
     /// A DataFusion plan to execute.
@@ -99,7 +102,14 @@ impl Engine {
 
     /// Runs `op` (or finds its cached result) and names the result `name` if given.
     pub async fn run(&self, op: Op, name: Option<QualifiedName>) -> Result<Outcome> {
-        let (key, lineage, work) = self.prepare(op).await?;
+        self.run_checked(op, name, &|_| Ok(())).await
+    }
+
+    /// [`Engine::run`], but first hands the resolved input ids to `check`, which may refuse the request. The check
+    /// runs after names are resolved and SQL is planned, before any data is read, computed or published, so a
+    /// refused request leaves the store as it was. The service layer uses it for authorization.
+    pub async fn run_checked(&self, op: Op, name: Option<QualifiedName>, check: &InputCheck<'_>) -> Result<Outcome> {
+        let (key, lineage, work) = self.prepare(op, check).await?;
         let publish = |work: Work| async {
             let flight = self.publish(work, lineage.clone(), name.as_ref()).await?;
             Ok::<_, Error>(flight.id())
@@ -123,9 +133,9 @@ impl Engine {
     }
 
     /// Resolves inputs and builds the cache key (None when uncacheable), the lineage and the work.
-    async fn prepare(&self, op: Op) -> Result<(Option<CacheKey>, Lineage, Work)> {
+    async fn prepare(&self, op: Op, check: &InputCheck<'_>) -> Result<(Option<CacheKey>, Lineage, Work)> {
         if let Op::Sql { query } = &op {
-            return self.prepare_sql(query).await;
+            return self.prepare_sql(query, check).await;
         }
         let mut sources = Vec::new();
         let mut op = op;
@@ -133,6 +143,7 @@ impl Engine {
             sources.push(self.store.lookup(&source.0)?);
         }
         let ids: Vec<FlightId> = sources.iter().map(Flight::id).collect();
+        check(&ids)?;
         let op = with_resolved_sources(op, &ids);
         let mut params = serde_json::to_value(&op).map_err(|e| Error::internal(e.to_string()))?;
         if let Some(obj) = params.as_object_mut() {
@@ -234,7 +245,7 @@ impl Engine {
         Ok((key, lineage, work))
     }
 
-    async fn prepare_sql(&self, query: &str) -> Result<(Option<CacheKey>, Lineage, Work)> {
+    async fn prepare_sql(&self, query: &str, check: &InputCheck<'_>) -> Result<(Option<CacheKey>, Lineage, Work)> {
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -252,6 +263,7 @@ impl Engine {
         let df = DataFrame::new(state, plan);
         let plan = df.clone().into_optimized_plan()?;
         let (canonical, inputs, volatile) = canonicalize(plan)?;
+        check(&inputs)?;
         let key = (!volatile).then(|| CacheKey::of("sql", &canonical));
         let lineage = Lineage {
             op: "sql".to_string(),

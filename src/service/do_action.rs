@@ -5,7 +5,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
 
+use super::auth::{Access, authorize};
 use super::{BoxStream, FlightbayService};
+use crate::auth::Level;
 use crate::error::Result;
 use crate::protocol::Action;
 use crate::store::{FlightId, FlightRef};
@@ -14,56 +16,68 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<FlightAction>,
 ) -> Result<Response<BoxStream<arrow_flight::Result>>, Status> {
+    let access = authorize(service, request.metadata())?;
     let action = request.into_inner();
     let parsed = Action::try_decode(&action.r#type, &action.body)?;
-    let value = run(service, parsed).await?;
+    let value = run(service, &access, parsed).await?;
     let body = serde_json::to_vec(&value).unwrap_or_default();
     let result = arrow_flight::Result { body: body.into() };
     Ok(Response::new(futures::stream::iter([Ok(result)]).boxed()))
 }
 
-async fn run(service: &FlightbayService, action: Action) -> Result<Value> {
+async fn run(service: &FlightbayService, access: &Access, action: Action) -> Result<Value> {
     let store = service.store();
     match action {
         Action::Drop(reference) => {
             let id = store.resolve(&reference)?;
+            access.write_flight(id)?;
             store.drop_flight(id).await?;
             Ok(json!({ "dropped": id }))
         }
         Action::Rename { id, name } => {
+            access.write_name(&name)?;
+            access.read_ref(&FlightRef::Id(id))?;
             let previous = store.set_name(&name, id).await?;
             Ok(json!({ "id": id, "name": name.to_string(), "previous": previous }))
         }
         Action::DeleteNamespace { namespace, force } => {
+            access.require(&namespace, Level::Admin)?;
             let dropped = store.delete_namespace(&namespace, force).await?;
             Ok(json!({ "dropped": dropped }))
         }
         Action::Lineage(reference) => {
-            let id = store.resolve(&reference)?;
+            let id = access.read_ref(&reference)?;
             lineage(service, id, 0)
         }
         Action::Pin(reference) => {
             let id = store.resolve(&reference)?;
+            access.write_flight(id)?;
             store.pin(id).await?;
             Ok(json!({ "id": id, "pinned": true }))
         }
         Action::Unpin(reference) => {
             let id = store.resolve(&reference)?;
+            access.write_flight(id)?;
             store.unpin(id)?;
             Ok(json!({ "id": id, "pinned": false }))
         }
         Action::Spill(reference) => {
             let id = store.resolve(&reference)?;
+            access.write_flight(id)?;
             store.spill(id).await?;
             Ok(json!({ "id": id, "state": store.get(id)?.data.state() }))
         }
-        Action::Stats => Ok(json!({ "store": store.stats(), "engine": service.engine().stats() })),
+        Action::Stats => {
+            access.require_everywhere(Level::Admin)?;
+            Ok(json!({ "store": store.stats(), "engine": service.engine().stats() }))
+        }
         Action::Health => Ok(json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": service.inner.started.elapsed().as_secs_f64(),
         })),
         Action::Shutdown => {
+            access.require_everywhere(Level::Admin)?;
             service.inner.stop.notify_one();
             Ok(json!({ "shutting_down": true }))
         }

@@ -7,6 +7,7 @@ use futures::{StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status};
 
 use super::FlightbayService;
+use super::auth::authorize;
 use crate::error::Error;
 use crate::protocol::Ticket as FlightTicket;
 use crate::store::{FlightData, batch_bytes, slice_batches, spill};
@@ -20,7 +21,9 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<Ticket>,
 ) -> Result<Response<super::BoxStream<FlightDataMsg>>, Status> {
+    let access = authorize(service, request.metadata())?;
     let ticket = FlightTicket::try_decode(&request.into_inner().ticket)?;
+    access.read_flight(ticket.id)?;
     let flight = service.store().get(ticket.id)?;
     let schema = std::sync::Arc::clone(&flight.meta.schema);
     if let Some((offset, length)) = ticket.rows

@@ -10,6 +10,7 @@ use arrow_flight::{FlightData, PutResult};
 use futures::{StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth::{Access, authorize};
 use super::{BoxStream, FlightbayService};
 use crate::error::{Error, Result};
 use crate::protocol::metadata::PutMetadata;
@@ -20,11 +21,12 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<Streaming<FlightData>>,
 ) -> Result<Response<BoxStream<PutResult>>, Status> {
-    let result = upload(service, request.into_inner()).await?;
+    let access = authorize(service, request.metadata())?;
+    let result = upload(service, &access, request.into_inner()).await?;
     Ok(Response::new(futures::stream::iter([Ok(result)]).boxed()))
 }
 
-async fn upload(service: &FlightbayService, mut stream: Streaming<FlightData>) -> Result<PutResult> {
+async fn upload(service: &FlightbayService, access: &Access, mut stream: Streaming<FlightData>) -> Result<PutResult> {
     let first = stream
         .message()
         .await
@@ -54,6 +56,7 @@ async fn upload(service: &FlightbayService, mut stream: Streaming<FlightData>) -
             ));
         }
     };
+    access.write_name(&target.name)?;
     let store = service.store();
     store.check_put(&target)?;
 

@@ -5,24 +5,26 @@ use arrow_flight::{FlightDescriptor, FlightInfo};
 use tonic::{Request, Response, Status};
 
 use super::FlightbayService;
+use super::auth::{Access, authorize};
 use super::info::{InfoOptions, flight_info};
 use crate::error::{Error, Result};
 use crate::protocol::{Command, Descriptor};
-use crate::store::FlightRef;
+use crate::store::{FlightId, FlightRef};
 
 pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
+    let access = authorize(service, request.metadata())?;
     let descriptor = request.into_inner();
-    Ok(Response::new(describe(service, descriptor).await?))
+    Ok(Response::new(describe(service, &access, descriptor).await?))
 }
 
-async fn describe(service: &FlightbayService, descriptor: FlightDescriptor) -> Result<FlightInfo> {
+async fn describe(service: &FlightbayService, access: &Access, descriptor: FlightDescriptor) -> Result<FlightInfo> {
     let store = service.store();
     match Descriptor::try_decode(&descriptor)? {
         Descriptor::Path(reference) => {
-            let flight = store.lookup(&reference)?;
+            let flight = store.get(access.read_ref(&reference)?)?;
             let names = store.names_of(flight.id());
             let preferred = match &reference {
                 FlightRef::Name(n) => Some(n),
@@ -39,7 +41,7 @@ async fn describe(service: &FlightbayService, descriptor: FlightDescriptor) -> R
             )
         }
         Descriptor::Command(Command::Partition { source, parts }) => {
-            let flight = store.lookup(&source)?;
+            let flight = store.get(access.read_ref(&source)?)?;
             let names = store.names_of(flight.id());
             let options = InfoOptions {
                 parts: Some(parts),
@@ -51,7 +53,11 @@ async fn describe(service: &FlightbayService, descriptor: FlightDescriptor) -> R
             "\"put\" commands are for DoPut; GetFlightInfo takes a PATH, SQL or a derive op",
         )),
         Descriptor::Command(Command::Derive { op, name }) => {
-            let outcome = service.engine().run(*op, name.clone()).await?;
+            if let Some(name) = &name {
+                access.write_name(name)?;
+            }
+            let check = |inputs: &[FlightId]| access.read_inputs(inputs);
+            let outcome = service.engine().run_checked(*op, name.clone(), &check).await?;
             let names = store.names_of(outcome.flight.id());
             let options = InfoOptions {
                 preferred: name.as_ref(),

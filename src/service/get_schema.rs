@@ -5,6 +5,7 @@ use arrow_flight::{FlightDescriptor, SchemaAsIpc, SchemaResult};
 use tonic::{Request, Response, Status};
 
 use super::FlightbayService;
+use super::auth::authorize;
 use crate::error::{Error, Result};
 use crate::protocol::{Command, Descriptor};
 
@@ -12,14 +13,27 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<FlightDescriptor>,
 ) -> Result<Response<SchemaResult>, Status> {
+    let access = authorize(service, request.metadata())?;
     let descriptor = request.into_inner();
     let schema = match Descriptor::try_decode(&descriptor)? {
-        Descriptor::Path(reference) => std::sync::Arc::clone(&service.store().lookup(&reference)?.meta.schema),
-        Descriptor::Command(Command::Derive { op, name }) => {
-            std::sync::Arc::clone(&service.engine().run(*op, name).await?.flight.meta.schema)
+        Descriptor::Path(reference) | Descriptor::Command(Command::Partition { source: reference, .. }) => {
+            let id = access.read_ref(&reference)?;
+            std::sync::Arc::clone(&service.store().get(id)?.meta.schema)
         }
-        Descriptor::Command(Command::Partition { source, .. }) => {
-            std::sync::Arc::clone(&service.store().lookup(&source)?.meta.schema)
+        Descriptor::Command(Command::Derive { op, name }) => {
+            if let Some(name) = &name {
+                access.write_name(name)?;
+            }
+            let check = |inputs: &[crate::store::FlightId]| access.read_inputs(inputs);
+            std::sync::Arc::clone(
+                &service
+                    .engine()
+                    .run_checked(*op, name, &check)
+                    .await?
+                    .flight
+                    .meta
+                    .schema,
+            )
         }
         Descriptor::Command(Command::Put { .. }) => {
             return Err(Error::invalid("\"put\" commands are for DoPut").into());

@@ -4,13 +4,15 @@ use arrow_flight::{ActionType, Empty};
 use futures::StreamExt;
 use tonic::{Request, Response, Status};
 
+use super::auth::authorize;
 use super::{BoxStream, FlightbayService};
 use crate::protocol::action::ACTIONS;
 
 pub(super) async fn handle(
-    _service: &FlightbayService,
-    _request: Request<Empty>,
+    service: &FlightbayService,
+    request: Request<Empty>,
 ) -> Result<Response<BoxStream<ActionType>>, Status> {
+    authorize(service, request.metadata())?;
     let actions = ACTIONS.iter().map(|(kind, description)| {
         Ok(ActionType {
             r#type: kind.to_string(),

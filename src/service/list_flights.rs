@@ -4,6 +4,7 @@ use arrow_flight::{Criteria, FlightInfo};
 use futures::StreamExt;
 use tonic::{Request, Response, Status};
 
+use super::auth::authorize;
 use super::info::{InfoOptions, canonical_descriptor, flight_info};
 use super::{BoxStream, FlightbayService};
 use crate::error::Error;
@@ -12,6 +13,7 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<Criteria>,
 ) -> Result<Response<BoxStream<FlightInfo>>, Status> {
+    let access = authorize(service, request.metadata())?;
     let expression = request.into_inner().expression;
     let pattern = std::str::from_utf8(&expression)
         .map_err(|_| Error::invalid("ListFlights criteria must be a UTF-8 glob such as \"sales.*\""))?
@@ -19,11 +21,13 @@ pub(super) async fn handle(
         .to_string();
     let mut infos = Vec::new();
     for (flight, names) in service.store().list() {
-        let keep = pattern.is_empty()
-            || glob_match(&pattern, &flight.id().to_string())
-            || names
-                .iter()
-                .any(|n| glob_match(&pattern, &n.name) || glob_match(&pattern, &n.to_string()));
+        // Only what the caller may read is listed.
+        let keep = access.can_read(flight.id())
+            && (pattern.is_empty()
+                || glob_match(&pattern, &flight.id().to_string())
+                || names
+                    .iter()
+                    .any(|n| glob_match(&pattern, &n.name) || glob_match(&pattern, &n.to_string())));
         if keep {
             let descriptor = canonical_descriptor(&flight, &names);
             infos.push(flight_info(&flight, &names, descriptor, InfoOptions::default()).map_err(Status::from));

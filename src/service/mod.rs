@@ -1,6 +1,7 @@
 //! The tonic edge: `impl FlightService` only dispatches; each RPC lives in its own file and reads
 //! parse → call the core → encode.
 
+mod auth;
 mod do_action;
 mod do_get;
 mod do_put;
@@ -24,6 +25,7 @@ use futures::Stream;
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::query::Engine;
 use crate::store::FlightStore;
@@ -45,11 +47,20 @@ struct Inner {
     /// Notified by the `shutdown` action; `server::run` waits on it.
     stop: Arc<Notify>,
     started: Instant,
+    /// `None` when auth is off: every caller may do everything.
+    auth: Option<Authenticator>,
 }
 
 impl FlightbayService {
-    /// A service over `store` and `engine`; the `shutdown` action notifies `stop`.
-    pub fn new(store: FlightStore, engine: Engine, config: Config, stop: Arc<Notify>) -> Self {
+    /// A service over `store` and `engine`; the `shutdown` action notifies `stop`. With `auth`, every RPC but
+    /// Handshake needs a bearer token (see `service/auth.rs` for what each grant allows).
+    pub fn new(
+        store: FlightStore,
+        engine: Engine,
+        config: Config,
+        stop: Arc<Notify>,
+        auth: Option<Authenticator>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -57,6 +68,7 @@ impl FlightbayService {
                 config,
                 stop,
                 started: Instant::now(),
+                auth,
             }),
         }
     }

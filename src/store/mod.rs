@@ -454,6 +454,11 @@ impl FlightStore {
         self.state().flights.contains(&id)
     }
 
+    /// The metadata of flight `id` without touching the LRU order (for checks that must not count as a use).
+    pub fn peek_meta(&self, id: FlightId) -> Option<Arc<FlightMeta>> {
+        self.state().flights.peek(&id).map(|e| Arc::clone(&e.meta))
+    }
+
     /// Names pointing at `id`.
     pub fn names_of(&self, id: FlightId) -> Vec<QualifiedName> {
         self.state().names.names_of(id)

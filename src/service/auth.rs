@@ -1,0 +1,219 @@
+//! Authorization at the edge: who is calling (from the `authorization` header) and whether their grants cover the
+//! namespaces a request touches. Every RPC handler calls [`authorize`] first; the store and the engine know nothing
+//! of principals.
+//!
+//! # Which namespaces a flight belongs to
+//!
+//! - An **upload** belongs to the namespaces of the names pointing at it now; reading it needs `read` on **any**
+//!   of them (a name in a namespace shares the flight with that namespace's readers). An upload no name points at
+//!   any more (its name was replaced, moved or dropped) needs a `*` grant.
+//! - A **derived** flight (SQL, take, join, …) belongs to its inputs: reading it needs read access to **every**
+//!   input, recursively down to the uploads, whatever names point at the derived flight itself. An input that was
+//!   dropped can no longer be checked, so such a flight needs a `*` grant.
+//! - Running SQL or an op needs read access to every flight it reads (so `SELECT … FROM sales.trips` needs `read`
+//!   on `sales` when `sales.trips` was uploaded there); naming its result needs `write` on the result's namespace.
+//! - Addressing a flight **by name** also needs `read` on the name's namespace.
+//! - Uploading to `ns.name`, pointing a name at a flight (`rename`), and naming a result need `write` on `ns`.
+//!   Dropping, pinning, unpinning and spilling a flight need `write` on what it belongs to (every namespace naming
+//!   it; for an unnamed flight, what reading it needs, at the `write` level).
+//! - `delete_namespace` needs `admin` on that namespace; `stats` (all namespaces) and `shutdown` need `*: admin`.
+//! - `health`, ListActions and Handshake need only valid credentials (Handshake takes Basic ones).
+
+use std::collections::{BTreeSet, HashSet};
+
+use tonic::metadata::MetadataMap;
+
+use super::FlightbayService;
+use crate::auth::{Level, Principal, WILDCARD};
+use crate::error::{Error, Result};
+use crate::store::{FlightId, FlightRef, FlightStore, QualifiedName};
+
+/// How deep [`Access::requirement`] follows lineage before asking for a `*` grant instead.
+const MAX_LINEAGE_DEPTH: usize = 64;
+
+/// The principal behind a request: unrestricted when auth is off; otherwise from `authorization: Bearer <jwt>`
+/// (or `Basic <b64>` when the server has a users file). UNAUTHENTICATED without valid credentials.
+pub(super) fn authorize(service: &FlightbayService, metadata: &MetadataMap) -> Result<Access> {
+    let principal = match &service.inner.auth {
+        None => Principal::unrestricted(),
+        Some(auth) => match credentials(metadata)? {
+            Some(Credentials::Bearer(token)) => auth.verify(&token)?,
+            Some(Credentials::Basic(user, password)) => auth.login(&user, &password)?,
+            None => {
+                return Err(Error::unauthenticated(
+                    "flightbay: authentication required: send \"authorization: Bearer <token>\" (Handshake with Basic \
+                     credentials returns one)",
+                ));
+            }
+        },
+    };
+    Ok(Access {
+        store: service.store().clone(),
+        principal,
+    })
+}
+
+/// Credentials found in request metadata.
+pub(super) enum Credentials {
+    /// `authorization: Bearer <token>`.
+    Bearer(String),
+    /// `authorization: Basic <base64 user:password>`.
+    Basic(String, String),
+}
+
+/// The credentials in the `authorization` header, if any.
+pub(super) fn credentials(metadata: &MetadataMap) -> Result<Option<Credentials>> {
+    let Some(value) = metadata.get("authorization") else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| Error::unauthenticated("flightbay: the authorization header is not ASCII"))?
+        .trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    match scheme.to_ascii_lowercase().as_str() {
+        "bearer" => Ok(Some(Credentials::Bearer(rest.trim().to_string()))),
+        "basic" => {
+            let (user, password) = crate::auth::decode_basic(rest)?;
+            Ok(Some(Credentials::Basic(user, password)))
+        }
+        _ => Err(Error::unauthenticated(
+            "flightbay: the authorization header must be \"Bearer <token>\" or \"Basic <base64>\"",
+        )),
+    }
+}
+
+/// What reading a flight needs: read access in at least one namespace of every clause, and a `*` grant when
+/// some part could not be traced to a namespace.
+#[derive(Debug, Default)]
+struct Requirement {
+    /// Each clause: namespaces of the names of one upload (any one suffices).
+    clauses: Vec<BTreeSet<String>>,
+    /// An unnamed upload, a dropped input, or lineage deeper than [`MAX_LINEAGE_DEPTH`].
+    wildcard: bool,
+}
+
+/// A caller's principal and the store to check requests against.
+#[derive(Debug)]
+pub(super) struct Access {
+    store: FlightStore,
+    principal: Principal,
+}
+
+impl Access {
+    fn denied(&self, needs: impl std::fmt::Display) -> Error {
+        Error::denied(format!(
+            "flightbay: permission denied: {needs}; {} has {}",
+            self.principal.subject, self.principal.grants
+        ))
+    }
+
+    /// `level` in `namespace`.
+    pub(super) fn require(&self, namespace: &str, level: Level) -> Result<()> {
+        if self.principal.grants.allows(namespace, level) {
+            Ok(())
+        } else {
+            Err(self.denied(format_args!("this needs {level} on namespace {namespace}")))
+        }
+    }
+
+    /// `level` on every namespace (a `*` grant).
+    pub(super) fn require_everywhere(&self, level: Level) -> Result<()> {
+        if self.principal.grants.allows_everywhere(level) {
+            Ok(())
+        } else {
+            Err(self.denied(format_args!("this needs {WILDCARD}:{level}")))
+        }
+    }
+
+    /// Resolves `reference` for reading: read on the name's namespace (if by name) and on the flight.
+    /// A flight the caller may not read is reported as denied, not as missing, only after it was found, so ids
+    /// of existing flights are not hidden (they are sequential anyway).
+    pub(super) fn read_ref(&self, reference: &FlightRef) -> Result<FlightId> {
+        if let FlightRef::Name(name) = reference {
+            self.require(&name.namespace, Level::Read)?;
+        }
+        let id = self.store.resolve(reference)?;
+        self.read_flight(id)?;
+        Ok(id)
+    }
+
+    /// Whether the caller may read flight `id` (see the module docs).
+    pub(super) fn can_read(&self, id: FlightId) -> bool {
+        self.satisfies(&self.requirement(id), Level::Read)
+    }
+
+    /// Read access to flight `id`.
+    pub(super) fn read_flight(&self, id: FlightId) -> Result<()> {
+        if self.can_read(id) {
+            Ok(())
+        } else {
+            Err(self.denied(format_args!("flight {id} needs read on the namespaces of its uploads")))
+        }
+    }
+
+    /// Read access to every input of an op (the engine's [`crate::query::InputCheck`]).
+    pub(super) fn read_inputs(&self, inputs: &[FlightId]) -> Result<()> {
+        inputs.iter().try_for_each(|id| self.read_flight(*id))
+    }
+
+    /// `write` on the namespace `name` lives in.
+    pub(super) fn write_name(&self, name: &QualifiedName) -> Result<()> {
+        self.require(&name.namespace, Level::Write)
+    }
+
+    /// Write access to flight `id`: write on every namespace naming it, or, when unnamed, on what reading needs.
+    pub(super) fn write_flight(&self, id: FlightId) -> Result<()> {
+        let names = self.store.names_of(id);
+        if names.is_empty() {
+            if self.satisfies(&self.requirement(id), Level::Write) {
+                return Ok(());
+            }
+            return Err(self.denied(format_args!(
+                "changing flight {id} needs write on the namespaces of its uploads"
+            )));
+        }
+        names.iter().try_for_each(|n| self.write_name(n))
+    }
+
+    fn satisfies(&self, req: &Requirement, level: Level) -> bool {
+        let grants = &self.principal.grants;
+        if grants.allows_everywhere(level) {
+            return true;
+        }
+        !req.wildcard && req.clauses.iter().all(|c| c.iter().any(|ns| grants.allows(ns, level)))
+    }
+
+    /// What reading flight `id` needs, walking lineage down to the uploads.
+    fn requirement(&self, id: FlightId) -> Requirement {
+        let mut req = Requirement::default();
+        if !self.principal.grants.allows_everywhere(Level::Read) {
+            self.collect(id, 0, &mut req, &mut HashSet::new());
+        }
+        req
+    }
+
+    fn collect(&self, id: FlightId, depth: usize, req: &mut Requirement, seen: &mut HashSet<FlightId>) {
+        if req.wildcard || !seen.insert(id) {
+            return;
+        }
+        let Some(meta) = self.store.peek_meta(id) else {
+            req.wildcard = true;
+            return;
+        };
+        if meta.lineage.op == "upload" {
+            let namespaces: BTreeSet<String> = self.store.names_of(id).into_iter().map(|n| n.namespace).collect();
+            if namespaces.is_empty() {
+                req.wildcard = true;
+            } else {
+                req.clauses.push(namespaces);
+            }
+        } else if depth >= MAX_LINEAGE_DEPTH {
+            req.wildcard = true;
+        } else {
+            for input in &meta.lineage.inputs {
+                self.collect(*input, depth + 1, req, seen);
+            }
+        }
+    }
+}
