@@ -211,6 +211,10 @@ mod tests {
         let s: tonic::Status = Error::from(df).into();
         assert_eq!(s.code(), tonic::Code::InvalidArgument);
         assert!(s.message().contains("no column x"));
+        let s: tonic::Status = Error::unauthenticated("no token").into();
+        assert_eq!(s.code(), tonic::Code::Unauthenticated);
+        let s: tonic::Status = Error::denied("needs write on sales").into();
+        assert_eq!(s.code(), tonic::Code::PermissionDenied);
         let long: tonic::Status = Error::invalid("x".repeat(10_000)).into();
         assert!(long.message().len() <= MAX_MESSAGE_LEN + 3);
     }

@@ -55,11 +55,7 @@ pub async fn run(
         "flightbay listening"
     );
 
-    if !addr.ip().is_loopback() && tls.is_none() {
-        let warning = format!(
-            "flightbay: listening on {addr} without TLS: data{} travel in plain text; set --tls-cert and --tls-key",
-            if config.jwt_secret.is_some() { " and tokens" } else { "" }
-        );
+    if let Some(warning) = plaintext_warning(addr, tls.is_some(), config.jwt_secret.is_some()) {
         tracing::warn!("{warning}");
         eprintln!("WARNING: {warning}");
     }
@@ -107,6 +103,22 @@ fn authenticator(config: &Config) -> Result<Option<Authenticator>> {
     Ok(Some(Authenticator { tokens, users }))
 }
 
+/// The warning printed when other machines can reach the server over plaintext.
+fn plaintext_warning(addr: std::net::SocketAddr, tls: bool, auth: bool) -> Option<String> {
+    if tls || addr.ip().is_loopback() {
+        return None;
+    }
+    let what = if auth {
+        "data and bearer tokens travel"
+    } else {
+        "data travels, and anyone can connect,"
+    };
+    Some(format!(
+        "flightbay: listening on {addr} without TLS: {what} in plain text; set --tls-cert and --tls-key{}",
+        if auth { "" } else { " (and --jwt-secret)" }
+    ))
+}
+
 /// TLS settings from `--tls-cert`/`--tls-key`, with client certificates required when `--tls-client-ca` is set.
 fn tls_config(config: &Config) -> Result<Option<ServerTlsConfig>> {
     let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
@@ -152,5 +164,29 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_beyond_loopback_warns() {
+        let public: std::net::SocketAddr = "0.0.0.0:8815".parse().unwrap();
+        let local: std::net::SocketAddr = "127.0.0.1:8815".parse().unwrap();
+        let warning = plaintext_warning(public, false, false).unwrap();
+        assert!(
+            warning.contains("without TLS") && warning.contains("--tls-cert"),
+            "{warning}"
+        );
+        assert!(
+            plaintext_warning(public, false, true)
+                .unwrap()
+                .contains("bearer tokens")
+        );
+        assert_eq!(plaintext_warning(public, true, false), None);
+        assert_eq!(plaintext_warning(local, false, false), None);
+        assert_eq!(plaintext_warning("[::1]:1".parse().unwrap(), false, true), None);
     }
 }
