@@ -20,10 +20,13 @@ started=$(date +%s)
 echo "python client: dev requirements and package installed in $(( $(date +%s) - started ))s"
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# Temporary files of the tests (server data dirs, multiprocessing sockets) go to a directory removed at exit, even
+# when a test or the notebook's kernel dies before cleaning up after itself.
+scratch=$(mktemp -d)
+trap 'rm -rf "$log" "$scratch"' EXIT
 trap 'exit 130' INT TERM
 rc=0
-"$PY" -m pytest -p no:cacheprovider -q -rs clients/python/tests 2>&1 | tee "$log" || rc=$?
+TMPDIR="$scratch" "$PY" -m pytest -p no:cacheprovider -q -rs clients/python/tests 2>&1 | tee "$log" || rc=$?
 if [ "$rc" -eq 5 ]; then
     echo "python client: pytest collected no tests" >&2
     exit 1

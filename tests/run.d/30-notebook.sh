@@ -28,10 +28,13 @@ if dirty:
 PYEOF
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# Temporary files of the tests (server data dirs, multiprocessing sockets) go to a directory removed at exit, even
+# when a test or the notebook's kernel dies before cleaning up after itself.
+scratch=$(mktemp -d)
+trap 'rm -rf "$log" "$scratch"' EXIT
 trap 'exit 130' INT TERM
 rc=0
-"$PY" -m pytest -p no:cacheprovider -q -rs --nbmake --nbmake-timeout=600 notebooks/tutorial.ipynb 2>&1 | tee "$log" || rc=$?
+TMPDIR="$scratch" "$PY" -m pytest -p no:cacheprovider -q -rs --nbmake --nbmake-timeout=600 notebooks/tutorial.ipynb 2>&1 | tee "$log" || rc=$?
 if [ "$rc" -eq 5 ]; then
     echo "notebook: pytest collected nothing" >&2
     exit 1

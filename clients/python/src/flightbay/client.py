@@ -37,7 +37,7 @@ _INHERITED: list[flight.FlightClient] = []
 FORK_MESSAGE = (
     "this process was forked from one that had opened a flightbay (gRPC) connection, and gRPC connections cannot be "
     "opened or used after fork(). Start worker processes with the 'spawn' or 'forkserver' method, e.g. "
-    "DataLoader(..., multiprocessing_context='forkserver') or dataset.loader(num_workers=...); handles and clients "
+    "DataLoader(..., multiprocessing_context='spawn') or dataset.loader(num_workers=...); handles and clients "
     "pickle to such workers."
 )
 

@@ -9,10 +9,11 @@ Rules the dataset follows
   reads only :meth:`Shard.for_worker` ``(rank, world_size, worker, num_workers)``, so across all ranks and workers
   each row is served exactly once per epoch (``drop_last=False``).
 - **Fork safety.** gRPC does not survive ``fork()``: a worker forked from a process that has used a connection
-  hangs on its first call. Workers must therefore be started with ``spawn`` or ``forkserver``
-  (``DataLoader(..., multiprocessing_context="forkserver")``, which :meth:`~FlightbayIterableDataset.loader` sets).
-  The dataset pickles as the flight id and the connection settings, and each worker opens its own connection on
-  first use. A forked worker raises :class:`~flightbay.FlightbayError` saying so instead of hanging.
+  hangs on its first call. Workers must therefore be started with ``spawn`` (what
+  :meth:`~FlightbayIterableDataset.loader` sets) or ``forkserver``, and a script needs the usual
+  ``if __name__ == "__main__":`` guard. The dataset pickles as the flight id and the connection settings, and each
+  worker opens its own connection on first use. A forked worker raises :class:`~flightbay.FlightbayError` saying
+  so instead of hanging.
 - **Epochs.** ``set_epoch(n)`` changes the shuffled order, identically on every rank. DataLoader workers get a
   copy of the dataset when an epoch starts, so call it before iterating the loader, and do not use
   ``persistent_workers=True`` with shuffling (the workers would keep the old epoch).
@@ -20,7 +21,7 @@ Rules the dataset follows
 Example
 -------
 >>> ds = client["trips"].to_torch_dataset(1024, columns=["x", "y"], shuffle=True, seed=1)   # doctest: +SKIP
->>> loader = ds.loader(num_workers=2)          # a DataLoader with forkserver workers     # doctest: +SKIP
+>>> loader = ds.loader(num_workers=2)          # a DataLoader with spawned workers       # doctest: +SKIP
 >>> for epoch in range(3):                                                                # doctest: +SKIP
 ...     ds.set_epoch(epoch)
 ...     for batch in loader:
@@ -147,7 +148,7 @@ def _dataset_class() -> type:
 
         def loader(self, num_workers: int = 0, **kwargs: Any) -> torch.utils.data.DataLoader[Any]:
             """A ``DataLoader`` over this dataset: ``batch_size=None`` (batches are already made) and, with
-            workers, the ``forkserver`` start method (gRPC cannot be used in forked workers).
+            workers, the ``spawn`` start method (gRPC cannot be used in forked workers).
 
             Parameters
             ----------
@@ -157,7 +158,7 @@ def _dataset_class() -> type:
                 Other ``DataLoader`` arguments (``pin_memory``, ``prefetch_factor``, ...).
             """
             if num_workers > 0:
-                kwargs.setdefault("multiprocessing_context", "forkserver")
+                kwargs.setdefault("multiprocessing_context", "spawn")
             return torch.utils.data.DataLoader(self, batch_size=None, num_workers=num_workers, **kwargs)
 
         def __repr__(self) -> str:
