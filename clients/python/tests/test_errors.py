@@ -171,3 +171,46 @@ def test_credentials_and_auth_errors(auth_server: _AuthServer) -> None:
     assert auth_server.seen[-1]["authorization"] == ["Bearer t0ken"]
     with pytest.raises(ValueError):
         flightbay.connect(uri, token="t0ken", username="ada")
+
+
+class _TlsServer(flight.FlightServerBase):
+    def list_flights(self, context: flight.ServerCallContext, criteria: bytes):  # type: ignore[override]
+        return iter([])
+
+
+def test_tls_root_certificates(tmp_path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    pair = flight.CertKeyPair(cert=cert.read_bytes(), key=key.read_bytes())
+    server = _TlsServer("grpc+tls://127.0.0.1:0", tls_certificates=[pair])
+    try:
+        uri = f"grpc+tls://127.0.0.1:{server.port}"
+        for roots in (cert, str(cert), cert.read_bytes(), cert.read_text()):  # a path, or the PEM itself
+            with flightbay.connect(uri, tls_root_certs=roots, timeout=10) as c:
+                assert c.list_tables() == []
+        with flightbay.connect(uri, timeout=10) as untrusted:  # the system roots do not know this certificate
+            with pytest.raises(flightbay.Unavailable):
+                untrusted.list_tables()
+    finally:
+        server.shutdown()

@@ -179,6 +179,16 @@ def test_failing_source_leaves_nothing_behind(client: flightbay.Client, name: st
         assert client[name].id == before.id
 
 
+def test_source_errors_are_not_server_errors(client: flightbay.Client, name: str, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    good = "".join(f"{i},{i * 2}\n" for i in range(200_000))
+    path.write_text("a,b\n" + good + "1,2,3\n")  # a row with too many fields, well past the first block
+    with pytest.raises(pa.ArrowInvalid, match="Expected 2 columns, got 3") as info:
+        client.upload(path, name)
+    assert not isinstance(info.value, flightbay.FlightbayError)  # pyarrow's own error, as reading the file raised it
+    assert name not in client
+
+
 def test_progress(client: flightbay.Client, name: str, capsys: pytest.CaptureFixture[str]) -> None:
     t = client.upload(sample(5000), name, progress=True)
     t.to_arrow(progress=True)

@@ -217,29 +217,33 @@ class Client:
         previous = self._current_id(name) if name is not None and mode != "error" else None
         command = {"op": "put", "name": short, "mode": mode, **({"namespace": namespace} if namespace else {})}
         descriptor = flight.FlightDescriptor.for_command(json.dumps(command))
+        failure: BaseException | None = None  # raised by the source (or Ctrl-C), not by the server
         with translated():
             writer, reader = self.flight_client.do_put(descriptor, source.schema, options=self._options())
             with Progress(source.nbytes, f"upload {name or short}", progress) as bar:
                 batches = iter(source.batches)
-                while True:
+                while failure is None:
                     try:
                         batch = next(batches)
                     except StopIteration:
                         break
-                    except BaseException:  # reading the source failed (or Ctrl-C): undo what reached the server
-                        self._abandon_upload(writer, reader, namespace, short, previous)
-                        raise
+                    except BaseException as e:
+                        failure = e
+                        break
                     try:
                         writer.write_batch(batch)
                     except pa.ArrowException:
                         raise  # the server or the connection ended the stream: nothing was published
-                    except BaseException:
-                        self._abandon_upload(writer, reader, namespace, short, previous)
-                        raise
+                    except BaseException as e:
+                        failure = e
                     bar.update(batch.nbytes)
-            writer.done_writing()
-            result = reader.read()
-            writer.close()
+            if failure is None:
+                writer.done_writing()
+                result = reader.read()
+                writer.close()
+        if failure is not None:
+            self._abandon_upload(writer, reader, namespace, short, previous)
+            raise failure
         if result is None:
             raise FlightbayError("the server acknowledged the upload without a result")
         return self.table(int(json.loads(result.to_pybytes())["id"]))
