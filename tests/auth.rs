@@ -379,6 +379,42 @@ async fn auth_matrix() {
 }
 
 #[tokio::test]
+async fn a_replaced_upload_stays_in_its_namespace() {
+    let server = auth_server().await;
+    let mut admin = client(&server, bearer(&token(&["*:admin"]))).await;
+    let mut sales = client(&server, bearer(&token(&["sales:write"]))).await;
+    let mut other = client(&server, bearer(&token(&["other:write"]))).await;
+    let first = upload(&mut sales, path(&["sales", "a"]), vec![sample_batch(0, 4)])
+        .await
+        .unwrap();
+    let head = sales
+        .get_flight_info(FlightDescriptor::new_cmd(
+            r#"{"op":"head","source":"sales.a","num_rows":2}"#,
+        ))
+        .await
+        .unwrap();
+    let head_id = info_metadata(&head)["id"].as_u64().unwrap().to_string();
+    let replace = FlightDescriptor::new_cmd(r#"{"op":"put","name":"a","namespace":"sales","mode":"replace"}"#);
+    upload(&mut sales, replace, vec![sample_batch(10, 4)]).await.unwrap();
+    // The old version has no name now, but it was uploaded to sales: sales readers keep it and what came from it.
+    let old_id = first["id"].as_u64().unwrap().to_string();
+    for id in [&old_id, &head_id] {
+        assert!(sales.get_flight_info(path(&[id])).await.is_ok());
+        let denied = other.get_flight_info(path(&[id])).await.map(drop);
+        assert_eq!(denied.map_err(code), Err(Code::PermissionDenied), "{id}");
+    }
+    // Pointing a name in `other` at it shares it with `other` (admin may; other:write alone may not read it).
+    let rename = action(&mut other, "rename", json!({"id": first["id"], "name": "other.a"})).await;
+    assert_eq!(rename.map(drop).map_err(code), Err(Code::PermissionDenied));
+    action(&mut admin, "rename", json!({"id": first["id"], "name": "other.a"}))
+        .await
+        .unwrap();
+    assert!(other.get_flight_info(path(&[&old_id])).await.is_ok());
+    assert!(other.get_flight_info(path(&["other", "a"])).await.is_ok());
+    server.shutdown_and_wait().await;
+}
+
+#[tokio::test]
 async fn handshake_exchanges_basic_credentials_for_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users.json");

@@ -4,12 +4,12 @@
 //!
 //! # Which namespaces a flight belongs to
 //!
-//! - An **upload** belongs to the namespaces of the names pointing at it now; reading it needs `read` on **any**
-//!   of them (a name in a namespace shares the flight with that namespace's readers). An upload no name points at
-//!   any more (its name was replaced, moved or dropped) needs a `*` grant.
+//! - An **upload** belongs to the namespace it was uploaded to, and is shared with the namespace of every name
+//!   pointing at it now; reading it needs `read` on **any** of these. (An upload recorded without its namespace
+//!   and with no name left needs a `*` grant.)
 //! - A **derived** flight (SQL, take, join, …) belongs to its inputs: reading it needs read access to **every**
 //!   input, recursively down to the uploads, whatever names point at the derived flight itself. An input that was
-//!   dropped can no longer be checked, so such a flight needs a `*` grant.
+//!   dropped can no longer be traced, so such a flight needs a `*` grant.
 //! - Running SQL or an op needs read access to every flight it reads (so `SELECT … FROM sales.trips` needs `read`
 //!   on `sales` when `sales.trips` was uploaded there); naming its result needs `write` on the result's namespace.
 //! - Addressing a flight **by name** also needs `read` on the name's namespace.
@@ -87,7 +87,7 @@ pub(super) fn credentials(metadata: &MetadataMap) -> Result<Option<Credentials>>
 /// some part could not be traced to a namespace.
 #[derive(Debug, Default)]
 struct Requirement {
-    /// Each clause: namespaces of the names of one upload (any one suffices).
+    /// Each clause: the namespaces of one upload (its own and those of its names; any one suffices).
     clauses: Vec<BTreeSet<String>>,
     /// An unnamed upload, a dropped input, or lineage deeper than [`MAX_LINEAGE_DEPTH`].
     wildcard: bool,
@@ -202,7 +202,8 @@ impl Access {
             return;
         };
         if meta.lineage.op == "upload" {
-            let namespaces: BTreeSet<String> = self.store.names_of(id).into_iter().map(|n| n.namespace).collect();
+            let mut namespaces: BTreeSet<String> = self.store.names_of(id).into_iter().map(|n| n.namespace).collect();
+            namespaces.extend(meta.namespace.clone());
             if namespaces.is_empty() {
                 req.wildcard = true;
             } else {

@@ -48,6 +48,9 @@ pub struct CatalogFlight {
     pub lineage: Lineage,
     /// Creation time.
     pub created_at: String,
+    /// Namespace an upload was made in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// Path of the catalog in `data_dir`.

@@ -48,6 +48,9 @@ pub struct FlightMeta {
     pub lineage: Lineage,
     /// Creation time, RFC 3339 in UTC.
     pub created_at: String,
+    /// For uploads, the namespace it was uploaded to (it keeps belonging there after its name moves on; access
+    /// checks use it). `None` for derived flights, and for uploads recorded before this was kept.
+    pub namespace: Option<String>,
 }
 
 /// Batches that arrived or were computed together, with the memory reservation that covers them.

@@ -1049,6 +1049,7 @@ fn snapshot(st: &State, data_dir: &Path) -> catalog::CatalogFile {
                 num_bytes: e.meta.num_bytes,
                 lineage: e.meta.lineage.clone(),
                 created_at: e.meta.created_at.clone(),
+                namespace: e.meta.namespace.clone(),
             })
         })
         .collect();
@@ -1115,6 +1116,7 @@ fn load(config: &StoreConfig) -> Result<Loaded> {
                     num_bytes: f.num_bytes,
                     lineage: f.lineage,
                     created_at: f.created_at,
+                    namespace: f.namespace,
                 }),
                 memory: None,
                 file: Some(Arc::new(SpillFile { path, bytes })),
@@ -1190,12 +1192,17 @@ fn insert_locked(
     if let Some(f) = &file {
         st.disk_bytes += f.bytes;
     }
+    let namespace = match (lineage.op.as_str(), name) {
+        ("upload", Some(n)) => Some(n.namespace.clone()),
+        _ => None,
+    };
     let entry = Entry {
         meta: Arc::new(FlightMeta {
             id,
             schema: pending.schema,
             num_rows,
             num_bytes,
+            namespace,
             lineage,
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }),
