@@ -37,7 +37,9 @@ class Server:
         self.log_path = tmp / "server.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [flightbay_bin(), "--port", "0", "--ready-file", str(ready), "--data-dir", str(tmp / "data"), *args],
+            # --ephemeral: the data dir is thrown away, so shutdown need not write resident flights to it.
+            [flightbay_bin(), "--port", "0", "--ready-file", str(ready), "--data-dir", str(tmp / "data"), "--ephemeral"]
+            + list(args),
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
