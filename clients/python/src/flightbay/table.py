@@ -135,9 +135,10 @@ class RemoteTable:
 
     def __repr__(self) -> str:
         label = f" {self._info.qualified_name!r}" if self._info.name else ""
+        schema = self.schema.to_string(show_schema_metadata=False)
         return (
             f"<flightbay.RemoteTable f{self.id}{label}: {self.num_rows:,} rows x {self.num_columns} columns, "
-            f"{format_bytes(self.nbytes)}, {self._info.state or 'unknown'}>\n{self.schema.to_string(show_schema_metadata=False)}"
+            f"{format_bytes(self.nbytes)}, {self._info.state or 'unknown'}>\n{schema}"
         )
 
     def _repr_html_(self) -> str:
