@@ -34,6 +34,8 @@ impl TestServer {
             data_dir: dir.path().join("data"),
             memory_limit: "1GiB".parse().expect("size"),
             log: "warn".into(),
+            // Nothing survives these servers, so shutdown need not write resident flights to disk.
+            ephemeral: true,
             ..Config::default()
         };
         configure(&mut config);

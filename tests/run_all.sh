@@ -31,6 +31,8 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+# The server tests also check the Python client against TLS and auth; its own suite runs in run.d.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e clients/python
 
 # pytest exits 5 when it collects nothing; treat that as a failure like any other.
 run_pytest() {

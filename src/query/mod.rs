@@ -80,7 +80,13 @@ impl Engine {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, DEFAULT_NAMESPACE)
             .with_create_default_catalog_and_schema(false)
-            .with_information_schema(true);
+            .with_information_schema(true)
+            // DataFusion sets aside 10 MiB per sort for merging spilled runs; under a small budget that alone
+            // exceeds the pool, so scale it down with the budget.
+            .set_usize(
+                "datafusion.execution.sort_spill_reservation_bytes",
+                (memory_limit / 16).clamp(64 * 1024, 10 << 20),
+            );
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(memory_limit, 1.0)
             .build_arc()?;

@@ -54,6 +54,6 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path):
-    s = Server(tmp_path, "--memory-limit", "2GiB")
+    s = Server(tmp_path, "--memory-limit", "2GiB", "--ephemeral")
     yield s
     s.stop()

@@ -38,7 +38,7 @@ def table() -> pa.Table:
 def served(table, tmp_path_factory):
     from conftest import Server
 
-    server = Server(tmp_path_factory.mktemp("parity"), "--memory-limit", "4GiB")
+    server = Server(tmp_path_factory.mktemp("parity"), "--memory-limit", "4GiB", "--ephemeral")
     client = flight.connect(server.uri)
     writer, reader = client.do_put(flight.FlightDescriptor.for_path("ticks"), table.schema)
     writer.write_table(table, max_chunksize=65_536)
