@@ -388,9 +388,14 @@ async fn query_over_the_memory_budget_is_resource_exhausted() {
 async fn order_by_works_under_a_small_budget() {
     let server = TestServer::start_with(|c| c.memory_limit = "4MiB".parse().unwrap()).await;
     let mut client = server.client().await;
-    upload(&mut client, path(&["t"]), vec![sample_batch(0, 3000)]).await.unwrap();
+    upload(&mut client, path(&["t"]), vec![sample_batch(0, 3000)])
+        .await
+        .unwrap();
     let (_, rows) = derive(&mut client, "SELECT id FROM t ORDER BY id DESC LIMIT 2").await;
-    assert_eq!(pretty(&rows), "+------+\n| id   |\n+------+\n| 2999 |\n| 2998 |\n+------+");
+    assert_eq!(
+        pretty(&rows),
+        "+------+\n| id   |\n+------+\n| 2999 |\n| 2998 |\n+------+"
+    );
     let (_, all) = derive(&mut client, "SELECT id, name FROM t ORDER BY name, id DESC").await;
     assert_eq!(all.iter().map(|b| b.num_rows()).sum::<usize>(), 3000);
     server.shutdown_and_wait().await;
