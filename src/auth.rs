@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use argon2::Argon2;
@@ -193,21 +194,24 @@ pub struct Authenticator {
     /// Mints and verifies bearer tokens.
     pub tokens: TokenAuthority,
     /// Users for Basic credentials; `None` means only bearer tokens are accepted.
-    pub users: Option<Users>,
+    pub users: Option<Arc<Users>>,
 }
 
 impl Authenticator {
     /// The principal behind `user:password`; UNAUTHENTICATED when wrong or when there is no users file.
-    pub fn login(&self, user: &str, password: &str) -> Result<Principal> {
-        let users = self.users.as_ref().ok_or_else(|| {
+    /// Argon2 is slow on purpose, so the check runs on the blocking pool, off the async workers.
+    pub async fn login(&self, user: String, password: String) -> Result<Principal> {
+        let users = Arc::clone(self.users.as_ref().ok_or_else(|| {
             Error::unauthenticated(
                 "flightbay: this server has no users file; authenticate with a bearer token (`flightbay token`)",
             )
-        })?;
-        Ok(Principal {
-            subject: user.to_string(),
-            grants: users.check(user, password)?,
+        })?);
+        tokio::task::spawn_blocking(move || {
+            let grants = users.check(&user, &password)?;
+            Ok(Principal { subject: user, grants })
         })
+        .await
+        .map_err(|e| Error::internal(format!("password check failed: {e}")))?
     }
 
     /// The principal behind a bearer token.
@@ -348,7 +352,17 @@ impl Users {
     /// The grants of `user` if `password` is right; UNAUTHENTICATED otherwise (without saying which part was wrong).
     pub fn check(&self, user: &str, password: &str) -> Result<Grants> {
         let denied = || Error::unauthenticated("flightbay: unknown user or wrong password");
-        let entry = self.users.get(user).ok_or_else(denied)?;
+        let Some(entry) = self.users.get(user) else {
+            // Spend the same time as for a known user, so response times do not tell which user names exist.
+            static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+            if let Some(dummy) = DUMMY.get_or_init(|| hash_password("flightbay-dummy").ok())
+                && let Ok(hash) = PasswordHash::new(dummy)
+            {
+                // The result is ignored on purpose: the user does not exist either way.
+                let _ = Argon2::default().verify_password(password.as_bytes(), &hash);
+            }
+            return Err(denied());
+        };
         let hash = PasswordHash::new(&entry.password_hash).map_err(|_| denied())?;
         Argon2::default()
             .verify_password(password.as_bytes(), &hash)

@@ -92,7 +92,7 @@ fn authenticator(config: &Config) -> Result<Option<Authenticator>> {
         return Ok(None);
     };
     let tokens = TokenAuthority::try_new(secret.expose(), config.token_ttl)?;
-    let users = config.users_file.as_deref().map(Users::load).transpose()?;
+    let users = config.users_file.as_deref().map(Users::load).transpose()?.map(Arc::new);
     match &users {
         Some(u) => tracing::info!(users = u.users.len(), "authentication on"),
         None => {

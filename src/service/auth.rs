@@ -33,12 +33,12 @@ const MAX_LINEAGE_DEPTH: usize = 64;
 
 /// The principal behind a request: unrestricted when auth is off; otherwise from `authorization: Bearer <jwt>`
 /// (or `Basic <b64>` when the server has a users file). UNAUTHENTICATED without valid credentials.
-pub(super) fn authorize(service: &FlightbayService, metadata: &MetadataMap) -> Result<Access> {
+pub(super) async fn authorize(service: &FlightbayService, metadata: &MetadataMap) -> Result<Access> {
     let principal = match &service.inner.auth {
         None => Principal::unrestricted(),
         Some(auth) => match credentials(metadata)? {
             Some(Credentials::Bearer(token)) => auth.verify(&token)?,
-            Some(Credentials::Basic(user, password)) => auth.login(&user, &password)?,
+            Some(Credentials::Basic(user, password)) => auth.login(user, password).await?,
             None => {
                 return Err(Error::unauthenticated(
                     "flightbay: authentication required: send \"authorization: Bearer <token>\" (Handshake with Basic \

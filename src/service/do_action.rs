@@ -16,7 +16,7 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<FlightAction>,
 ) -> Result<Response<BoxStream<arrow_flight::Result>>, Status> {
-    let access = authorize(service, request.metadata())?;
+    let access = authorize(service, request.metadata()).await?;
     let action = request.into_inner();
     let parsed = Action::try_decode(&action.r#type, &action.body)?;
     let value = run(service, &access, parsed).await?;

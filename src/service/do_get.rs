@@ -21,7 +21,7 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<Ticket>,
 ) -> Result<Response<super::BoxStream<FlightDataMsg>>, Status> {
-    let access = authorize(service, request.metadata())?;
+    let access = authorize(service, request.metadata()).await?;
     let ticket = FlightTicket::try_decode(&request.into_inner().ticket)?;
     access.read_flight(ticket.id)?;
     let flight = service.store().get(ticket.id)?;

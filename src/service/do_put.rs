@@ -21,7 +21,7 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<Streaming<FlightData>>,
 ) -> Result<Response<BoxStream<PutResult>>, Status> {
-    let access = authorize(service, request.metadata())?;
+    let access = authorize(service, request.metadata()).await?;
     let result = upload(service, &access, request.into_inner()).await?;
     Ok(Response::new(futures::stream::iter([Ok(result)]).boxed()))
 }

@@ -15,7 +15,7 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
-    let access = authorize(service, request.metadata())?;
+    let access = authorize(service, request.metadata()).await?;
     let descriptor = request.into_inner();
     Ok(Response::new(describe(service, &access, descriptor).await?))
 }

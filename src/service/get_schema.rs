@@ -13,7 +13,7 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<FlightDescriptor>,
 ) -> Result<Response<SchemaResult>, Status> {
-    let access = authorize(service, request.metadata())?;
+    let access = authorize(service, request.metadata()).await?;
     let descriptor = request.into_inner();
     let schema = match Descriptor::try_decode(&descriptor)? {
         Descriptor::Path(reference) | Descriptor::Command(Command::Partition { source: reference, .. }) => {

@@ -43,7 +43,7 @@ pub(super) async fn handle(
             token
         }
         Some(Credentials::Basic(user, password)) => {
-            let principal = auth.login(&user, &password)?;
+            let principal = auth.login(user, password).await?;
             tracing::info!(user = %principal.subject, grants = %principal.grants, "handshake: token issued");
             auth.tokens.mint(&principal.subject, &principal.grants)?
         }
