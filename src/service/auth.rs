@@ -127,8 +127,8 @@ impl Access {
     }
 
     /// Resolves `reference` for reading: read on the name's namespace (if by name) and on the flight.
-    /// A flight the caller may not read is reported as denied, not as missing, only after it was found, so ids
-    /// of existing flights are not hidden (they are sequential anyway).
+    /// A missing flight is NOT_FOUND and an unreadable one PERMISSION_DENIED: ids are sequential, so hiding which
+    /// ones exist would protect nothing. Names in a namespace the caller cannot read are refused before lookup.
     pub(super) fn read_ref(&self, reference: &FlightRef) -> Result<FlightId> {
         if let FlightRef::Name(name) = reference {
             self.require(&name.namespace, Level::Read)?;
