@@ -415,6 +415,47 @@ async fn a_replaced_upload_stays_in_its_namespace() {
 }
 
 #[tokio::test]
+async fn an_upload_keeps_its_namespace_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let start = || {
+        let data = data.clone();
+        TestServer::start_with(move |c| {
+            c.jwt_secret = Some(SECRET.parse().unwrap());
+            c.data_dir = data;
+            c.ephemeral = false;
+        })
+    };
+    let server = start().await;
+    let mut sales = client(&server, bearer(&token(&["sales:write"]))).await;
+    let first = upload(&mut sales, path(&["sales", "a"]), vec![sample_batch(0, 4)])
+        .await
+        .unwrap();
+    // Also named in `other` (unnamed flights are not kept across restarts), then replaced in sales.
+    let mut admin = client(&server, bearer(&token(&["*:admin"]))).await;
+    action(&mut admin, "rename", json!({"id": first["id"], "name": "other.keep"}))
+        .await
+        .unwrap();
+    let replace = FlightDescriptor::new_cmd(r#"{"op":"put","name":"a","namespace":"sales","mode":"replace"}"#);
+    upload(&mut sales, replace, vec![sample_batch(10, 4)]).await.unwrap();
+    drop((sales, admin));
+    server.shutdown_and_wait().await;
+
+    let server = start().await;
+    let old_id = first["id"].as_u64().unwrap().to_string();
+    let mut sales = client(&server, bearer(&token(&["sales:read"]))).await;
+    if let Err(e) = sales.get_flight_info(path(&[&old_id])).await {
+        panic!("flight {old_id} after restart: {e:?}");
+    }
+    let mut other = client(&server, bearer(&token(&["other:read"]))).await;
+    assert!(other.get_flight_info(path(&[&old_id])).await.is_ok());
+    let mut third = client(&server, bearer(&token(&["third:read"]))).await;
+    let denied = third.get_flight_info(path(&[&old_id])).await.map(drop);
+    assert_eq!(denied.map_err(code), Err(Code::PermissionDenied));
+    server.shutdown_and_wait().await;
+}
+
+#[tokio::test]
 async fn handshake_exchanges_basic_credentials_for_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users.json");
