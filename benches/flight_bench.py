@@ -267,12 +267,12 @@ class Bench:
 
     def do_get_spilled(self) -> dict:
         """DoGet of a copy of the table after the ``spill`` action wrote it to disk (skipped without spill)."""
-        actions = {a.type for a in self.fb.client.list_actions(options=CALL)}
-        if "spill" not in actions:
-            return {"skipped": "this flightbay has no spill action"}
         self.fb.put("bench_spilled", self.table)
         try:
-            self.fb.action("spill", {"name": "bench_spilled"})
+            try:
+                self.fb.action("spill", {"name": "bench_spilled"})
+            except flight.FlightUnimplementedError:
+                return {"skipped": "this flightbay has no spill action"}
             info = self.fb.client.get_flight_info(flight.FlightDescriptor.for_path("bench_spilled"), options=CALL)
             runs = []
             for r in self.rounds():
@@ -459,8 +459,11 @@ def machine_facts(args: argparse.Namespace) -> dict:
             model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
     except OSError:
         pass
-    commit = command_output("git", "rev-parse", "--short=12", "HEAD")
-    dirty = command_output("git", "status", "--porcelain", "--untracked-files=no", "--", "src", "Cargo.toml")
+    if args.commit:
+        commit, dirty = args.commit, ""
+    else:
+        commit = command_output("git", "rev-parse", "--short=12", "HEAD")
+        dirty = command_output("git", "status", "--porcelain", "--untracked-files=no", "--", "src", "Cargo.toml")
     return {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "cores": os.cpu_count(),
@@ -647,7 +650,8 @@ def markdown(doc: dict) -> str:
         "| machine | |",
         "|---|---|",
         f"| CPU | {facts['cores']} cores, {facts['cpu_model']}; {facts['memory_gib']} GiB RAM; Linux {facts['kernel']} |",
-        f"| load average when the run started | {' / '.join(str(x) for x in facts['load_average_at_start'])} |",
+        f"| load average (1/5/15 min) at start · at end | {' / '.join(str(x) for x in facts['load_average_at_start'])}"
+        f" · {' / '.join(str(x) for x in facts.get('load_average_at_end', []))} |",
         f"| flightbay | commit {facts['flightbay_commit']}, {facts['flightbay_binary']} |",
         f"| rustc | {facts['rustc']} |",
         f"| client and reference | Python {facts['python']}, pyarrow {facts['pyarrow']}, numpy {facts['numpy']} |",
@@ -685,6 +689,7 @@ def main() -> int:
     parser.add_argument("--latency-calls", type=int, default=1000, help="GetFlightInfo calls per latency run")
     parser.add_argument("--hit-calls", type=int, default=200, help="calls per cache-hit run (10 s at most)")
     parser.add_argument("--build", help="how the flightbay binary was built, for the record")
+    parser.add_argument("--commit", help="the commit the binary was built from (default: the checkout's HEAD)")
     parser.add_argument("--command", default="benches/run.sh", help="the command line to print with the results")
     parser.add_argument("--json", required=True, help="write the results here")
     parser.add_argument("--markdown", help="update the results block of this Markdown file")
@@ -696,6 +701,7 @@ def main() -> int:
     with open(args.loopback) as f:
         loopback = json.load(f)
     results = bench.run()
+    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     doc = {
         "command": args.command,
         "machine": machine,

@@ -9,8 +9,9 @@
 #                             docs/bench-results/quick.json; what tests/run.d/60-bench-quick.sh runs
 #
 # Options: --rows N, --reps N (measured runs per figure). Environment: FLIGHTBAY_BIN (use this binary, skip the
-# build), PYTHON (an interpreter with pyarrow and numpy; default .venv/bin/python, created from
-# benches/requirements.txt when missing). Exits non-zero if any measurement fails.
+# build), FLIGHTBAY_BENCH_COMMIT (the commit that binary was built from, for the record; default: HEAD), PYTHON (an
+# interpreter with pyarrow and numpy; default .venv/bin/python, created from benches/requirements.txt when
+# missing). Exits non-zero if any measurement fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
         --quick) quick=1 ;;
         --rows) rows=$2; shift ;;
         --reps) reps=$2; shift ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -41,7 +42,10 @@ fi
 # --- the binary
 if [ -n "${FLIGHTBAY_BIN:-}" ]; then
     BIN=$(realpath "$FLIGHTBAY_BIN")
-    build="given binary ($(basename "$(dirname "$BIN")") profile)"
+    case "$(basename "$(dirname "$BIN")")" in
+        release|ci|debug) build="$(basename "$(dirname "$BIN")") profile (FLIGHTBAY_BIN)" ;;
+        *) build="binary given in FLIGHTBAY_BIN" ;;
+    esac
 elif [ "$quick" = 1 ]; then
     BIN=$ROOT/target/ci/flightbay
     build="ci profile"
@@ -109,7 +113,7 @@ wait_ready() { # wait_ready <file> <pid> <log> <what>
 }
 
 FLIGHTBAY_LOG=warn "$BIN" --host 127.0.0.1 --port 0 --ready-file "$tmp/flightbay.ready" \
-    --data-dir "$tmp/flightbay-data" --memory-limit 8GiB >"$tmp/flightbay.log" 2>&1 &
+    --data-dir "$tmp/flightbay-data" --memory-limit 8GiB --ephemeral >"$tmp/flightbay.log" 2>&1 &
 fb_pid=$!
 pids+=("$fb_pid")
 "$PY" benches/reference_server.py --port 0 --ready-file "$tmp/reference.ready" >"$tmp/reference.log" 2>&1 &
@@ -133,4 +137,4 @@ fi
     --reference "grpc://$(cat "$tmp/reference.ready")" --reference-pid "$ref_pid" \
     --loopback "$tmp/loopback.json" --rows "$rows" --reps "$reps" --warmup "$warmup" \
     --latency-calls "$latency_calls" --hit-calls "$hit_calls" \
-    --build "$build" --command "$command" "${out[@]}"
+    --build "$build" --commit "${FLIGHTBAY_BENCH_COMMIT:-}" --command "$command" "${out[@]}"
