@@ -1,0 +1,256 @@
+//! Micro-benchmarks of flightbay's hot paths, through the public library API: parsing tickets and CMD
+//! descriptors, inserting a flight into the store and looking it up, encoding a stored flight into Flight messages
+//! (what DoGet does) and decoding Flight messages into batches (what DoPut does).
+//!
+//! ```text
+//! cargo bench --bench hot_paths                 # all of them (release profile)
+//! cargo bench --bench hot_paths -- encode       # only names containing "encode"
+//! ```
+//!
+//! The data is the benchmark table of `benches/flight_bench.py` (id int64, ts timestamp[ms], sensor int32, value
+//! float64, label string), 1M rows in 65 536-row batches that went through the Flight IPC decoder, so the stored
+//! batches are slices of received message buffers exactly as after a DoPut.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, TimestampMillisecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use arrow_flight::FlightData;
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use futures::executor::block_on;
+use futures::{StreamExt, TryStreamExt};
+
+use flightbay::protocol::{Command, Ticket};
+use flightbay::store::{FlightId, FlightRef, FlightStore, PutMode, PutTarget, QualifiedName, StoreConfig, batch_bytes};
+use tokio::runtime::Runtime;
+
+const ROWS: usize = 1_000_000;
+const CHUNK_ROWS: usize = 65_536;
+/// The size DoGet cuts outgoing messages to (`service::do_get::TARGET_MESSAGE_BYTES`).
+const TARGET_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+        Field::new("sensor", DataType::Int32, false),
+        Field::new("value", DataType::Float64, false),
+        Field::new("label", DataType::Utf8, false),
+    ]))
+}
+
+/// Deterministic columns (a small LCG stands in for numpy's generator; the values only need to look like data).
+fn table(rows: usize) -> Vec<RecordBatch> {
+    let schema = schema();
+    let mut state: u64 = 42;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        state >> 33
+    };
+    (0..rows)
+        .step_by(CHUNK_ROWS)
+        .map(|start| {
+            let n = CHUNK_ROWS.min(rows - start);
+            let ids = start as i64..(start + n) as i64;
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from_iter_values(ids.clone())),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    ids.clone().map(|i| 1_704_067_200_000 + i * 100),
+                )),
+                Arc::new(Int32Array::from_iter_values((0..n).map(|_| (next() % 100) as i32))),
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|_| next() as f64 / 2_147_483_648.0),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|_| format!("label-{}", next() % 20)),
+                )),
+            ];
+            RecordBatch::try_new(Arc::clone(&schema), columns).expect("valid batch")
+        })
+        .collect()
+}
+
+/// Encodes batches as Flight messages the way DoGet does: cut into row slices of about 2 MiB by sliced size, with
+/// the encoder's own splitting turned off.
+fn encode_like_do_get(schema: SchemaRef, batches: Vec<RecordBatch>) -> Vec<FlightData> {
+    let pieces = batches.into_iter().flat_map(split_for_wire).map(Ok);
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .with_max_flight_data_size(usize::MAX)
+        .build(futures::stream::iter(pieces));
+    block_on(stream.try_collect()).expect("encodes")
+}
+
+/// The same as `split_for_wire` in `service/do_get.rs`.
+fn split_for_wire(batch: RecordBatch) -> Vec<RecordBatch> {
+    let bytes = batch_bytes(&batch);
+    let rows = batch.num_rows();
+    if bytes <= TARGET_MESSAGE_BYTES || rows <= 1 {
+        return vec![batch];
+    }
+    let per_piece = rows.div_ceil(bytes.div_ceil(TARGET_MESSAGE_BYTES));
+    (0..rows)
+        .step_by(per_piece)
+        .map(|start| batch.slice(start, per_piece.min(rows - start)))
+        .collect()
+}
+
+/// Decodes Flight messages into batches the way DoPut does.
+fn decode(messages: Vec<FlightData>) -> Vec<RecordBatch> {
+    let stream = futures::stream::iter(messages.into_iter().map(Ok::<_, FlightError>));
+    let decoder = FlightDataDecoder::new(stream);
+    block_on(
+        decoder
+            .try_filter_map(|d| async move {
+                Ok(match d.payload {
+                    DecodedPayload::RecordBatch(b) => Some(b),
+                    _ => None,
+                })
+            })
+            .try_collect(),
+    )
+    .expect("decodes")
+}
+
+/// An ephemeral store with room for everything the benchmarks insert (nothing spills), in a temp dir.
+fn store(rt: &Runtime, dir: &tempfile::TempDir) -> FlightStore {
+    let config = StoreConfig::ephemeral(usize::MAX / 2, dir.path().to_path_buf());
+    rt.block_on(FlightStore::open(config)).expect("store opens")
+}
+
+/// Uploads `batches` under `name` (replacing it) the way DoPut does: writer, push each batch, finish, publish.
+async fn insert(store: &FlightStore, batches: &[RecordBatch], name: &QualifiedName) -> FlightId {
+    let mut writer = store.writer(schema());
+    for batch in batches {
+        writer.push(batch.clone()).await.expect("within budget");
+    }
+    let pending = writer.finish(false).await.expect("finishes");
+    let target = PutTarget {
+        name: name.clone(),
+        mode: PutMode::Replace,
+    };
+    store
+        .publish_upload(pending, Some(&target))
+        .await
+        .expect("publishes")
+        .id()
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn parsing(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse");
+    g.bench_function("ticket_whole", |b| b.iter(|| Ticket::try_decode(black_box(b"42"))));
+    g.bench_function("ticket_range", |b| {
+        b.iter(|| Ticket::try_decode(black_box(b"42@1000000+500000")))
+    });
+    g.bench_function("ticket_encode", |b| {
+        b.iter(|| black_box(Ticket::range(FlightId(42), 1_000_000, 500_000)).encode())
+    });
+    let sql = b"SELECT sensor, avg(value) AS mean_value, count(*) AS n FROM bench GROUP BY sensor";
+    g.bench_function("command_sql", |b| b.iter(|| Command::try_decode(black_box(sql))));
+    let partition = br#"{"op":"partition","source":42,"parts":8}"#;
+    g.bench_function("command_partition", |b| {
+        b.iter(|| Command::try_decode(black_box(partition)))
+    });
+    let sort =
+        br#"{"op":"sort_by","source":"sales.trips","keys":[["fare","descending"],"city"],"null_placement":"at_end"}"#;
+    g.bench_function("command_sort_by", |b| b.iter(|| Command::try_decode(black_box(sort))));
+    g.finish();
+}
+
+fn store_ops(c: &mut Criterion) {
+    let batches = decode(encode_like_do_get(schema(), table(ROWS)));
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&rt, &dir);
+    // A store that already holds 1 000 named flights, so lookups go through populated maps.
+    let small = &batches[..1];
+    for i in 0..1_000 {
+        let name = QualifiedName::parse(&format!("ns{}.flight{i}", i % 10)).expect("valid name");
+        rt.block_on(insert(&store, small, &name));
+    }
+    let name = QualifiedName::parse("bench").expect("valid name");
+    let id = rt.block_on(insert(&store, &batches, &name));
+
+    let mut g = c.benchmark_group("store");
+    g.bench_function("insert_1m_rows_16_batches", |b| {
+        // Timed: writer, 16 pushes (accounting each batch), finish and publish. Not timed: dropping it again.
+        let target = QualifiedName::parse("insert").expect("valid name");
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    let id = insert(&store, &batches, &target).await;
+                    total += start.elapsed();
+                    store.drop_flight(id).await.expect("exists");
+                }
+                total
+            })
+        })
+    });
+    let by_name = FlightRef::Name(name.clone());
+    g.bench_function("lookup_by_name", |b| b.iter(|| store.lookup(black_box(&by_name))));
+    g.bench_function("get_by_id", |b| b.iter(|| store.get(black_box(id))));
+    g.finish();
+}
+
+fn wire(c: &mut Criterion) {
+    let stored = decode(encode_like_do_get(schema(), table(ROWS)));
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store(&rt, &dir);
+    let id = rt.block_on(insert(
+        &store,
+        &stored,
+        &QualifiedName::parse("bench").expect("valid name"),
+    ));
+    let flight = store.get(id).expect("exists");
+    let resident = || flight.resident_batches().expect("the flight is in memory");
+    let bytes: usize = resident().map(batch_bytes).sum();
+
+    let mut g = c.benchmark_group("wire");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.sample_size(20);
+    g.bench_function("encode_stored_flight_like_do_get", |b| {
+        b.iter(|| {
+            let batches: Vec<RecordBatch> = resident().cloned().collect();
+            encode_like_do_get(Arc::clone(&flight.meta.schema), batches).len()
+        })
+    });
+    g.bench_function("encode_stored_flight_encoder_default_split", |b| {
+        b.iter(|| {
+            let batches = resident().cloned().map(Ok).collect::<Vec<_>>();
+            let stream = FlightDataEncoderBuilder::new()
+                .with_schema(Arc::clone(&flight.meta.schema))
+                .build(futures::stream::iter(batches));
+            block_on(stream.map(|m| m.expect("encodes").data_body.len()).collect::<Vec<_>>()).len()
+        })
+    });
+    let messages = encode_like_do_get(Arc::clone(&flight.meta.schema), resident().cloned().collect());
+    g.bench_function("decode_messages_like_do_put", |b| {
+        b.iter_batched(|| messages.clone(), |m| decode(m).len(), BatchSize::LargeInput)
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = parsing, store_ops, wire
+}
+criterion_main!(benches);
