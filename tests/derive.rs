@@ -400,3 +400,23 @@ async fn order_by_works_under_a_small_budget() {
     assert_eq!(all.iter().map(|b| b.num_rows()).sum::<usize>(), 3000);
     server.shutdown_and_wait().await;
 }
+
+#[tokio::test]
+async fn cache_hits_of_native_ops_do_not_recompute() {
+    let (server, mut client) = setup().await;
+    for _ in 0..3 {
+        derive(
+            &mut client,
+            r#"{"op":"sort_by","source":"t","keys":[["value","descending"]]}"#,
+        )
+        .await;
+        derive(&mut client, r#"{"op":"filter","source":"t","predicate":"id > 5"}"#).await;
+    }
+    let s = stats(&mut client).await;
+    assert_eq!(
+        (s["computations"].as_u64(), s["hits"].as_u64()),
+        (Some(2), Some(4)),
+        "{s}"
+    );
+    server.shutdown_and_wait().await;
+}

@@ -19,6 +19,7 @@ use datafusion::datasource::source_as_provider;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use serde::Serialize;
@@ -69,8 +70,8 @@ pub type InputCheck<'a> = dyn Fn(&[FlightId]) -> Result<()> + Send + Sync + 'a;
 enum Work {
     /// A DataFusion plan to execute.
     Plan(DataFrame),
-    /// Batches computed with Arrow kernels.
-    Batches(SchemaRef, Vec<RecordBatch>),
+    /// An op computed with Arrow kernels over one input (and, for `filter`, its compiled predicate).
+    Native(Box<Op>, Flight, Option<Arc<dyn PhysicalExpr>>),
 }
 
 impl Engine {
@@ -164,52 +165,17 @@ impl Engine {
         };
         let canonical = serde_json::to_string(&op).map_err(|e| Error::internal(e.to_string()))?;
         let mut key = Some(CacheKey::of("op", &canonical));
-        let first = || sources[0].clone();
-        let input = match &op {
-            Op::Join { .. } | Op::Sql { .. } => Vec::new(),
-            _ => self.store.batches(&sources[0]).await?,
-        };
-        let batches = || input.as_slice();
-        let schema = || Arc::clone(&sources[0].meta.schema);
+        // Native ops are computed only on a cache miss, inside the single-flight computation (see `publish`);
+        // here they are only validated enough to build the key.
         let work = match &op {
             Op::Sql { .. } => return Err(Error::internal("sql handled above")),
-            Op::Take { indices, .. } => Work::Batches(schema(), ops::take(&schema(), batches(), indices)?),
-            Op::Slice { offset, length, .. } => Work::Batches(schema(), ops::slice(batches(), *offset, *length)),
-            Op::Head { num_rows, .. } => Work::Batches(schema(), ops::slice(batches(), 0, Some(*num_rows))),
-            Op::Select { columns, .. } => {
-                let (s, b) = ops::select(&schema(), batches(), &columns.names())?;
-                Work::Batches(s, b)
-            }
-            Op::DropColumns { columns, .. } => {
-                let (s, b) = ops::drop_columns(&schema(), batches(), &columns.names())?;
-                Work::Batches(s, b)
-            }
-            Op::RenameColumns { names, .. } => {
-                let (s, b) = ops::rename_columns(&schema(), batches(), names)?;
-                Work::Batches(s, b)
-            }
-            Op::SortBy {
-                keys, null_placement, ..
-            } => Work::Batches(
-                schema(),
-                ops::sort_by(&schema(), batches(), &keys.keys(), *null_placement)?,
-            ),
-            Op::Shuffle { seed, .. } => Work::Batches(schema(), ops::shuffle(&schema(), batches(), *seed)?),
             Op::Filter { predicate, .. } => {
-                let flight = first();
+                let flight = &sources[0];
                 let df_schema = DFSchema::try_from(flight.meta.schema.as_ref().clone())?;
                 let expr = self.ctx.parse_sql_expr(predicate, &df_schema)?;
                 key = (!expr.is_volatile()).then(|| CacheKey::of("filter", &(flight.id(), &expr)));
                 let physical = self.ctx.create_physical_expr(expr, &df_schema)?;
-                let mut out = Vec::new();
-                for batch in batches() {
-                    let mask = physical.evaluate(batch)?.into_array(batch.num_rows())?;
-                    let kept = ops::apply_mask(batch, &mask)?;
-                    if kept.num_rows() > 0 {
-                        out.push(kept);
-                    }
-                }
-                Work::Batches(schema(), out)
+                Work::Native(Box::new(op.clone()), flight.clone(), Some(physical))
             }
             Op::Join {
                 keys,
@@ -245,10 +211,54 @@ impl Engine {
                     aggregation_func: *aggregation_func,
                     by,
                 };
-                Work::Plan(resample::plan(&self.ctx, &sources[0], batches(), &spec)?)
+                let input = self.store.batches(&sources[0]).await?;
+                Work::Plan(resample::plan(&self.ctx, &sources[0], &input, &spec)?)
             }
+            _ => Work::Native(Box::new(op.clone()), sources[0].clone(), None),
         };
         Ok((key, lineage, work))
+    }
+
+    /// Computes a native op over its input (read from memory or its spill file).
+    async fn compute_native(
+        &self,
+        op: &Op,
+        source: &Flight,
+        predicate: Option<Arc<dyn PhysicalExpr>>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let input = self.store.batches(source).await?;
+        let batches = input.as_slice();
+        let schema = Arc::clone(&source.meta.schema);
+        Ok(match op {
+            Op::Take { indices, .. } => (Arc::clone(&schema), ops::take(&schema, batches, indices)?),
+            Op::Slice { offset, length, .. } => (schema, ops::slice(batches, *offset, *length)),
+            Op::Head { num_rows, .. } => (schema, ops::slice(batches, 0, Some(*num_rows))),
+            Op::Select { columns, .. } => ops::select(&schema, batches, &columns.names())?,
+            Op::DropColumns { columns, .. } => ops::drop_columns(&schema, batches, &columns.names())?,
+            Op::RenameColumns { names, .. } => ops::rename_columns(&schema, batches, names)?,
+            Op::SortBy {
+                keys, null_placement, ..
+            } => (
+                Arc::clone(&schema),
+                ops::sort_by(&schema, batches, &keys.keys(), *null_placement)?,
+            ),
+            Op::Shuffle { seed, .. } => (Arc::clone(&schema), ops::shuffle(&schema, batches, *seed)?),
+            Op::Filter { .. } => {
+                let physical = predicate.ok_or_else(|| Error::internal("filter without a predicate"))?;
+                let mut out = Vec::new();
+                for batch in batches {
+                    let mask = physical.evaluate(batch)?.into_array(batch.num_rows())?;
+                    let kept = ops::apply_mask(batch, &mask)?;
+                    if kept.num_rows() > 0 {
+                        out.push(kept);
+                    }
+                }
+                (schema, out)
+            }
+            Op::Sql { .. } | Op::Join { .. } | Op::Resample { .. } => {
+                return Err(Error::internal("planned ops are not native"));
+            }
+        })
     }
 
     async fn prepare_sql(&self, query: &str, check: &InputCheck<'_>) -> Result<(Option<CacheKey>, Lineage, Work)> {
@@ -282,7 +292,8 @@ impl Engine {
     /// Streams the work's batches into a new flight and publishes it.
     async fn publish(&self, work: Work, lineage: Lineage, name: Option<&QualifiedName>) -> Result<Flight> {
         let writer = match work {
-            Work::Batches(schema, batches) => {
+            Work::Native(op, source, predicate) => {
+                let (schema, batches) = self.compute_native(&op, &source, predicate).await?;
                 let mut writer = self.store.derived_writer(schema);
                 for batch in batches {
                     writer.push(batch).await?;

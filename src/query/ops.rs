@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
+use arrow::array::UInt32Array;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::SortOptions;
-use arrow::compute::{concat, filter_record_batch, interleave};
+use arrow::compute::{concat, concat_batches, filter_record_batch, interleave, take_record_batch};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
@@ -209,10 +210,21 @@ pub fn sort_by(
     }
     let converter = RowConverter::new(fields)?;
     let rows = converter.convert_columns(&columns)?;
-    let mut order: Vec<usize> = (0..rows.num_rows()).collect();
-    // `sort_by` on a slice is a stable merge sort: ties keep their input order, as in pyarrow.
-    order.sort_by(|&a, &b| rows.row(a).cmp(&rows.row(b)));
-    gather(schema, batches, order.into_iter())
+    let n = rows.num_rows();
+    if u32::try_from(n).is_err() {
+        return Err(Error::invalid("sort_by supports up to 4 294 967 295 rows"));
+    }
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    // Ties fall back to the input position, which makes the (faster) unstable sort give the stable order pyarrow
+    // gives.
+    order.sort_unstable_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)).then(a.cmp(&b)));
+    drop(rows);
+    // One contiguous table, then `take` per output batch: much faster than gathering across many input batches.
+    let table = concat_batches(schema, batches)?;
+    order
+        .chunks(OUTPUT_BATCH_ROWS)
+        .map(|chunk| Ok(take_record_batch(&table, &UInt32Array::from(chunk.to_vec()))?))
+        .collect()
 }
 
 /// All rows in a seeded random order: the same seed always gives the same permutation (Fisher–Yates over
