@@ -20,7 +20,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::FlightData;
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
-use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::encode::{FlightDataEncoder, FlightDataEncoderBuilder};
 use arrow_flight::error::FlightError;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use futures::executor::block_on;
@@ -78,15 +78,28 @@ fn table(rows: usize) -> Vec<RecordBatch> {
         .collect()
 }
 
-/// Encodes batches as Flight messages the way DoGet does: cut into row slices of about 2 MiB by sliced size, with
-/// the encoder's own splitting turned off.
-fn encode_like_do_get(schema: SchemaRef, batches: Vec<RecordBatch>) -> Vec<FlightData> {
+/// The encoder DoGet builds: batches cut into row slices of about 2 MiB by sliced size, the encoder's own splitting
+/// turned off.
+fn do_get_encoder(schema: SchemaRef, batches: Vec<RecordBatch>) -> FlightDataEncoder {
     let pieces = batches.into_iter().flat_map(split_for_wire).map(Ok);
-    let stream = FlightDataEncoderBuilder::new()
+    FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .with_max_flight_data_size(usize::MAX)
-        .build(futures::stream::iter(pieces));
-    block_on(stream.try_collect()).expect("encodes")
+        .build(futures::stream::iter(pieces))
+}
+
+/// Every message DoGet would send for `batches`.
+fn encode_like_do_get(schema: SchemaRef, batches: Vec<RecordBatch>) -> Vec<FlightData> {
+    block_on(do_get_encoder(schema, batches).try_collect()).expect("encodes")
+}
+
+/// Drains an encoder the way a server does (each message dropped once sent); returns the body bytes.
+fn drain(encoder: FlightDataEncoder) -> usize {
+    block_on(
+        encoder
+            .map(|m| m.expect("encodes").data_body.len())
+            .fold(0, |n, len| async move { n + len }),
+    )
 }
 
 /// The same as `split_for_wire` in `service/do_get.rs`.
@@ -228,17 +241,20 @@ fn wire(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("encode_stored_flight_like_do_get", |b| {
         b.iter(|| {
-            let batches: Vec<RecordBatch> = resident().cloned().collect();
-            encode_like_do_get(Arc::clone(&flight.meta.schema), batches).len()
+            drain(do_get_encoder(
+                Arc::clone(&flight.meta.schema),
+                resident().cloned().collect(),
+            ))
         })
     });
     g.bench_function("encode_stored_flight_encoder_default_split", |b| {
         b.iter(|| {
             let batches = resident().cloned().map(Ok).collect::<Vec<_>>();
-            let stream = FlightDataEncoderBuilder::new()
-                .with_schema(Arc::clone(&flight.meta.schema))
-                .build(futures::stream::iter(batches));
-            block_on(stream.map(|m| m.expect("encodes").data_body.len()).collect::<Vec<_>>()).len()
+            drain(
+                FlightDataEncoderBuilder::new()
+                    .with_schema(Arc::clone(&flight.meta.schema))
+                    .build(futures::stream::iter(batches)),
+            )
         })
     });
     let messages = encode_like_do_get(Arc::clone(&flight.meta.schema), resident().cloned().collect());
