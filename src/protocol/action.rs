@@ -62,6 +62,18 @@ pub const ACTIONS: &[(&str, &str)] = &[
         r#"how a flight was made, back to its uploads: {"id": int} | {"name": str} -> {"id": int, "op": str, "params": {}, "inputs": [...]}"#,
     ),
     (
+        "pin",
+        r#"keep a flight in memory, reloading it if spilled: {"id": int} | {"name": str} -> {"id": int, "pinned": true}"#,
+    ),
+    (
+        "unpin",
+        r#"let a pinned flight be spilled again: {"id": int} | {"name": str} -> {"id": int, "pinned": false}"#,
+    ),
+    (
+        "spill",
+        r#"write a flight to disk and free its memory now: {"id": int} | {"name": str} -> {"id": int, "state": "spilled"}"#,
+    ),
+    (
         "stats",
         r#"server counters: {} -> {"flights": int, "resident_bytes": int, "cache_hits": int, ...}"#,
     ),
