@@ -68,7 +68,10 @@ pub async fn run(
         }
         tracing::info!("flightbay shutting down");
     };
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder()
+        .max_frame_size(H2_MAX_FRAME_BYTES)
+        .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES);
     if let Some(tls) = tls {
         builder = builder
             .tls_config(tls)
@@ -84,6 +87,14 @@ pub async fn run(
     tracing::info!("flightbay stopped");
     Ok(())
 }
+
+/// Largest HTTP/2 frame clients may send (DoPut). hyper's default (16 KiB, the protocol minimum) cuts a 2 MiB
+/// Flight message into 128 frames, each parsed and copied on its own.
+const H2_MAX_FRAME_BYTES: u32 = 1 << 20;
+/// Per-stream and per-connection receive windows: large enough that one upload is not stalled waiting for
+/// WINDOW_UPDATEs on loopback or a LAN (hyper defaults to 1 MiB and 5 MiB).
+const H2_STREAM_WINDOW_BYTES: u32 = 8 << 20;
+const H2_CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
 
 /// The authenticator when `--jwt-secret` is set. Without a users file, prints one admin token to stdout so the
 /// operator can hand out (or mint, with `flightbay token`) narrower ones.
