@@ -15,7 +15,7 @@ use crate::auth::{Authenticator, Grants, TokenAuthority, Users};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::query::Engine;
-use crate::service::FlightbayService;
+use crate::service::{DoGetLayer, FlightbayService};
 use crate::store::{FlightStore, StoreConfig};
 
 /// Serves Flight on `listener` until `shutdown` completes or a client sends the `shutdown` action.
@@ -41,6 +41,7 @@ pub async fn run(
     let tls = tls_config(&config)?;
     let service = FlightbayService::new(store.clone(), engine, config.clone(), Arc::clone(&stop), auth);
     let max_message = config.max_message_bytes();
+    let do_get = DoGetLayer::new(service.clone(), max_message);
     let flight = FlightServiceServer::new(service)
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
@@ -78,6 +79,7 @@ pub async fn run(
             .map_err(|e| Error::invalid(format!("TLS configuration: {e}")))?;
     }
     builder
+        .layer(do_get)
         .add_service(flight)
         .serve_with_incoming_shutdown(incoming, signal)
         .await

@@ -1,5 +1,7 @@
 //! Upload, fetch, list and the put modes.
 
+use std::sync::Arc;
+
 use arrow::record_batch::RecordBatch;
 use arrow_flight::FlightDescriptor;
 use futures::TryStreamExt;
@@ -280,5 +282,57 @@ async fn empty_upload_makes_an_empty_flight() {
     let got = fetch_all(&mut client, path(&["empty"])).await.unwrap();
     assert_eq!(got.num_rows(), 0);
     assert_eq!(got.schema().fields(), sample_schema().fields());
+    server.shutdown_and_wait().await;
+}
+
+#[tokio::test]
+async fn dictionary_columns_come_back_as_their_values() {
+    use arrow::array::{Array, ArrayRef, DictionaryArray, Int64Array, StringArray};
+    use arrow::datatypes::Int32Type;
+    use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
+
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let labels: DictionaryArray<Int32Type> = (0..5000).map(|i| ["a", "bb", "ccc"][i % 3]).collect();
+    let batch = RecordBatch::try_from_iter([
+        ("label", Arc::new(labels) as ArrayRef),
+        ("n", Arc::new(Int64Array::from_iter_values(0..5000)) as ArrayRef),
+    ])
+    .unwrap();
+    let stream = FlightDataEncoderBuilder::new()
+        .with_dictionary_handling(DictionaryHandling::Resend)
+        .with_flight_descriptor(Some(path(&["dict"])))
+        .build(futures::stream::iter([Ok(batch.clone())]));
+    let _: Vec<_> = client.do_put(stream).await.unwrap().try_collect().await.unwrap();
+    let stored = client.get_schema(path(&["dict"])).await.unwrap();
+    assert!(
+        matches!(
+            stored.field(0).data_type(),
+            arrow::datatypes::DataType::Dictionary(_, _)
+        ),
+        "stored as uploaded: {stored:?}"
+    );
+
+    for ticket in ["1", "1@1001+2000"] {
+        let got: Vec<RecordBatch> = client
+            .do_get(arrow_flight::Ticket::new(ticket))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let got = arrow::compute::concat_batches(&got[0].schema(), &got).unwrap();
+        let (offset, len) = if ticket == "1" { (0, 5000) } else { (1001, 2000) };
+        let expected: StringArray = (offset..offset + len)
+            .map(|i| Some(["a", "bb", "ccc"][i % 3]))
+            .collect();
+        assert_eq!(got.column(0).data_type(), &arrow::datatypes::DataType::Utf8, "{ticket}");
+        assert_eq!(got.column(0).as_ref(), &expected as &dyn Array, "{ticket}");
+        assert_eq!(
+            got.column(1).as_ref(),
+            batch.column(1).slice(offset, len).as_ref(),
+            "{ticket}"
+        );
+    }
     server.shutdown_and_wait().await;
 }

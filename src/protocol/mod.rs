@@ -5,9 +5,11 @@
 //! - [`ticket`]: DoGet tickets
 //! - [`action`]: custom DoAction bodies
 //! - [`metadata`]: the JSON carried in `PutResult` and `FlightInfo` `app_metadata`
+//! - [`flight_data`]: DoGet's gRPC frames, written by hand around stored column buffers
 
 pub mod action;
 pub mod command;
+pub mod flight_data;
 pub mod metadata;
 pub mod reference;
 pub mod ticket;

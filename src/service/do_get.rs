@@ -1,8 +1,18 @@
 //! DoGet: streams a stored flight (or a row range of it) as Flight IPC messages of about 2 MiB.
+//!
+//! [`messages`] produces the answer as [`FlightMessage`]s whose bodies are the stored column buffers themselves.
+//! The server sends them with the hand-built gRPC frames of [`super::wire`]; the tonic handler ([`handle`]) is
+//! the same answer through tonic's codec, for embedding `FlightbayService` in another tonic server.
 
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::ipc::writer::StreamEncoder;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
 use arrow_flight::{FlightData as FlightDataMsg, Ticket};
+use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use tonic::{Request, Response, Status};
 
@@ -10,22 +20,30 @@ use super::FlightbayService;
 use super::auth::authorize;
 use crate::error::Error;
 use crate::protocol::Ticket as FlightTicket;
+use crate::protocol::flight_data::{FlightMessage, encode_batch};
 use crate::store::{FlightData, batch_bytes, slice_batches, spill};
-use arrow_flight::error::FlightError;
-use futures::stream::BoxStream;
 
 /// Target size of one outgoing message; below grpc-go's 4 MiB default receive limit with room to spare.
 pub(crate) const TARGET_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// The DoGet answer as a stream of messages: the schema first, then the batches.
+pub(super) type Messages = BoxStream<'static, Result<FlightMessage, Status>>;
 
 pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<Ticket>,
 ) -> Result<Response<super::BoxStream<FlightDataMsg>>, Status> {
+    let stream = messages(service, request).await?;
+    Ok(Response::new(stream.map_ok(FlightMessage::into_flight_data).boxed()))
+}
+
+/// Checks the ticket and the caller's access, then streams the flight.
+pub(super) async fn messages(service: &FlightbayService, request: Request<Ticket>) -> Result<Messages, Status> {
     let access = authorize(service, request.metadata()).await?;
     let ticket = FlightTicket::try_decode(&request.into_inner().ticket)?;
     access.read_flight(ticket.id)?;
     let flight = service.store().get(ticket.id)?;
-    let schema = std::sync::Arc::clone(&flight.meta.schema);
+    let schema = Arc::clone(&flight.meta.schema);
     if let Some((offset, length)) = ticket.rows
         && offset.saturating_add(length) > flight.meta.num_rows
     {
@@ -35,7 +53,7 @@ pub(super) async fn handle(
         ))
         .into());
     }
-    let batches: BoxStream<'static, Result<RecordBatch, FlightError>> = match &flight.data {
+    let batches: BoxStream<'static, Result<RecordBatch, Status>> = match &flight.data {
         FlightData::Memory(segments) => {
             let all = segments.iter().flat_map(|s| s.batches().iter());
             let batches: Vec<RecordBatch> = match ticket.rows {
@@ -46,23 +64,76 @@ pub(super) async fn handle(
         }
         // Straight from the Parquet file, without loading it.
         FlightData::Spilled(file) => spill::stream(file.path.clone(), ticket.rows)
-            .map_err(|e| FlightError::Tonic(Box::new(Status::from(e))))
+            .map_err(Status::from)
             .boxed(),
     };
-    let messages = batches
+    let pieces = batches
         .map_ok(|b| futures::stream::iter(split_for_wire(b).into_iter().map(Ok)))
         .try_flatten();
+    if has_dictionary(&schema) {
+        Ok(hydrated(schema, pieces.boxed()))
+    } else {
+        uncopied(schema, pieces.boxed())
+    }
+}
+
+/// Messages whose bodies are the batches' own buffers. The schema goes first, alone, so a client has it before
+/// the first batch is read from disk; the encoder's own copy of it (before the first batch) is dropped.
+fn uncopied(schema: Arc<Schema>, batches: BoxStream<'static, Result<RecordBatch, Status>>) -> Result<Messages, Status> {
+    let header = StreamEncoder::try_new(&schema)
+        .and_then(StreamEncoder::finish)
+        .and_then(crate::protocol::flight_data::split_ipc_stream)
+        .map_err(|e| Error::internal(format!("encoding the schema: {e}")))?;
+    let mut encoder = StreamEncoder::try_new(&schema).map_err(|e| Error::internal(format!("encoder: {e}")))?;
+    let mut first = true;
+    let body = batches
+        .map(move |batch| -> Result<_, Status> {
+            let mut messages = encode_batch(&mut encoder, &batch?)
+                .map_err(|e| Status::from(Error::internal(format!("encoding a batch: {e}"))))?;
+            if std::mem::take(&mut first) {
+                messages.remove(0);
+            }
+            Ok(futures::stream::iter(messages.into_iter().map(Ok)))
+        })
+        .try_flatten();
+    Ok(futures::stream::iter(header.into_iter().map(Ok)).chain(body).boxed())
+}
+
+/// Flights with dictionary columns go through arrow-flight's encoder, which sends them as their value types
+/// (many Flight clients cannot follow dictionary replacement); it copies each batch into a new body.
+fn hydrated(schema: Arc<Schema>, batches: BoxStream<'static, Result<RecordBatch, Status>>) -> Messages {
     // The encoder sizes batches by whole buffers, which over-counts sliced batches many times over; the batches
     // are already cut to size by `split_for_wire`, so its own splitting is turned off.
-    let stream = FlightDataEncoderBuilder::new()
+    FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .with_max_flight_data_size(usize::MAX)
-        .build(messages)
-        .map_err(Status::from);
-    Ok(Response::new(stream.boxed()))
+        .build(batches.map_err(|s| FlightError::Tonic(Box::new(s))))
+        .map_ok(FlightMessage::from_flight_data)
+        .map_err(Status::from)
+        .boxed()
+}
+
+fn has_dictionary(schema: &Schema) -> bool {
+    fn walk(field: &Field) -> bool {
+        match field.data_type() {
+            DataType::Dictionary(_, _) => true,
+            DataType::List(f)
+            | DataType::LargeList(f)
+            | DataType::ListView(f)
+            | DataType::LargeListView(f)
+            | DataType::FixedSizeList(f, _)
+            | DataType::Map(f, _) => walk(f),
+            DataType::Struct(fields) => fields.iter().any(|f| walk(f)),
+            DataType::Union(fields, _) => fields.iter().any(|(_, f)| walk(f)),
+            DataType::RunEndEncoded(ends, values) => walk(ends) || walk(values),
+            _ => false,
+        }
+    }
+    schema.fields().iter().any(|f| walk(f))
 }
 
 /// Cuts a batch into zero-copy row slices of about [`TARGET_MESSAGE_BYTES`] each, sized from sliced buffers.
+/// Slices start at multiples of 64 rows so that validity bitmaps stay byte-aligned and are sent as stored.
 fn split_for_wire(batch: RecordBatch) -> Vec<RecordBatch> {
     let bytes = batch_bytes(&batch);
     let rows = batch.num_rows();
@@ -70,7 +141,7 @@ fn split_for_wire(batch: RecordBatch) -> Vec<RecordBatch> {
         return vec![batch];
     }
     let pieces = bytes.div_ceil(TARGET_MESSAGE_BYTES);
-    let per_piece = rows.div_ceil(pieces);
+    let per_piece = rows.div_ceil(pieces).next_multiple_of(64);
     (0..rows)
         .step_by(per_piece)
         .map(|start| batch.slice(start, per_piece.min(rows - start)))

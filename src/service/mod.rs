@@ -11,6 +11,7 @@ mod handshake;
 mod info;
 mod list_actions;
 mod list_flights;
+mod wire;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::query::Engine;
 use crate::store::FlightStore;
+
+pub use wire::DoGetLayer;
 
 /// A boxed response stream.
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
