@@ -226,39 +226,13 @@ impl Engine {
         source: &Flight,
         predicate: Option<Arc<dyn PhysicalExpr>>,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let input = self.store.batches(source).await?;
-        let batches = input.as_slice();
+        let batches = self.store.batches(source).await?;
         let schema = Arc::clone(&source.meta.schema);
-        Ok(match op {
-            Op::Take { indices, .. } => (Arc::clone(&schema), ops::take(&schema, batches, indices)?),
-            Op::Slice { offset, length, .. } => (schema, ops::slice(batches, *offset, *length)),
-            Op::Head { num_rows, .. } => (schema, ops::slice(batches, 0, Some(*num_rows))),
-            Op::Select { columns, .. } => ops::select(&schema, batches, &columns.names())?,
-            Op::DropColumns { columns, .. } => ops::drop_columns(&schema, batches, &columns.names())?,
-            Op::RenameColumns { names, .. } => ops::rename_columns(&schema, batches, names)?,
-            Op::SortBy {
-                keys, null_placement, ..
-            } => (
-                Arc::clone(&schema),
-                ops::sort_by(&schema, batches, &keys.keys(), *null_placement)?,
-            ),
-            Op::Shuffle { seed, .. } => (Arc::clone(&schema), ops::shuffle(&schema, batches, *seed)?),
-            Op::Filter { .. } => {
-                let physical = predicate.ok_or_else(|| Error::internal("filter without a predicate"))?;
-                let mut out = Vec::new();
-                for batch in batches {
-                    let mask = physical.evaluate(batch)?.into_array(batch.num_rows())?;
-                    let kept = ops::apply_mask(batch, &mask)?;
-                    if kept.num_rows() > 0 {
-                        out.push(kept);
-                    }
-                }
-                (schema, out)
-            }
-            Op::Sql { .. } | Op::Join { .. } | Op::Resample { .. } => {
-                return Err(Error::internal("planned ops are not native"));
-            }
-        })
+        let op = op.clone();
+        // Sorting or gathering millions of rows takes seconds: off the async workers, which keep serving.
+        tokio::task::spawn_blocking(move || native(&op, schema, &batches, predicate))
+            .await
+            .map_err(|e| Error::internal(format!("native op task failed: {e}")))?
     }
 
     async fn prepare_sql(&self, query: &str, check: &InputCheck<'_>) -> Result<(Option<CacheKey>, Lineage, Work)> {
@@ -356,4 +330,43 @@ fn canonicalize(plan: LogicalPlan) -> Result<(LogicalPlan, Vec<FlightId>, bool)>
         .data;
     inputs.sort();
     Ok((rewritten, inputs, volatile))
+}
+
+/// Computes a native op over `batches` (blocking; see [`Engine::compute_native`]).
+fn native(
+    op: &Op,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    predicate: Option<Arc<dyn PhysicalExpr>>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    Ok(match op {
+        Op::Take { indices, .. } => (Arc::clone(&schema), ops::take(&schema, batches, indices)?),
+        Op::Slice { offset, length, .. } => (schema, ops::slice(batches, *offset, *length)),
+        Op::Head { num_rows, .. } => (schema, ops::slice(batches, 0, Some(*num_rows))),
+        Op::Select { columns, .. } => ops::select(&schema, batches, &columns.names())?,
+        Op::DropColumns { columns, .. } => ops::drop_columns(&schema, batches, &columns.names())?,
+        Op::RenameColumns { names, .. } => ops::rename_columns(&schema, batches, names)?,
+        Op::SortBy {
+            keys, null_placement, ..
+        } => (
+            Arc::clone(&schema),
+            ops::sort_by(&schema, batches, &keys.keys(), *null_placement)?,
+        ),
+        Op::Shuffle { seed, .. } => (Arc::clone(&schema), ops::shuffle(&schema, batches, *seed)?),
+        Op::Filter { .. } => {
+            let physical = predicate.ok_or_else(|| Error::internal("filter without a predicate"))?;
+            let mut out = Vec::new();
+            for batch in batches {
+                let mask = physical.evaluate(batch)?.into_array(batch.num_rows())?;
+                let kept = ops::apply_mask(batch, &mask)?;
+                if kept.num_rows() > 0 {
+                    out.push(kept);
+                }
+            }
+            (schema, out)
+        }
+        Op::Sql { .. } | Op::Join { .. } | Op::Resample { .. } => {
+            return Err(Error::internal("planned ops are not native"));
+        }
+    })
 }

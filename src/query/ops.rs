@@ -214,16 +214,47 @@ pub fn sort_by(
     if u32::try_from(n).is_err() {
         return Err(Error::invalid("sort_by supports up to 4 294 967 295 rows"));
     }
-    let mut order: Vec<u32> = (0..n as u32).collect();
     // Ties fall back to the input position, which makes the (faster) unstable sort give the stable order pyarrow
     // gives.
-    order.sort_unstable_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)).then(a.cmp(&b)));
+    let order: Vec<u32> = match packed_keys(&rows) {
+        Some(mut keyed) => {
+            keyed.sort_unstable();
+            keyed.into_iter().map(|(_, i)| i).collect()
+        }
+        None => {
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            order.sort_unstable_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)).then(a.cmp(&b)));
+            order
+        }
+    };
     drop(rows);
     // One contiguous table, then `take` per output batch: much faster than gathering across many input batches.
     let table = concat_batches(schema, batches)?;
     order
         .chunks(OUTPUT_BATCH_ROWS)
         .map(|chunk| Ok(take_record_batch(&table, &UInt32Array::from(chunk.to_vec()))?))
+        .collect()
+}
+
+/// Each row's sort key packed into a `u128` next to its position, when every key fits in 16 bytes (fixed-width
+/// columns: a null byte and the value per key). Row-format bytes compare like the big-endian integer they spell,
+/// so sorting the pairs sorts the rows, ties by position; it avoids chasing each row's bytes through the row
+/// buffer on every comparison (`sort_by` of 10M rows on one float64 key, whole op: 11.9 s before, 2.3-2.8 s).
+fn packed_keys(rows: &arrow::row::Rows) -> Option<Vec<(u128, u32)>> {
+    let width = rows.iter().next()?.as_ref().len();
+    if width > 16 {
+        return None;
+    }
+    rows.iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let bytes = row.as_ref();
+            (bytes.len() == width).then(|| {
+                let mut key = [0u8; 16];
+                key[..width].copy_from_slice(bytes);
+                (u128::from_be_bytes(key), i as u32)
+            })
+        })
         .collect()
 }
 
@@ -327,6 +358,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(strings(&desc, 1), ["b", "a", "e", "c", "d"]);
+    }
+
+    #[test]
+    fn packed_keys_order_rows_like_row_comparison() {
+        use arrow::array::Float64Array;
+        let values: Vec<Option<f64>> = permutation(5000, 3)
+            .into_iter()
+            .map(|i| (i % 11 != 0).then_some(((i % 97) as f64 - 48.0) * 0.25))
+            .chain([Some(-0.0), Some(0.0), Some(f64::NAN), Some(f64::NEG_INFINITY)])
+            .collect();
+        let column: ArrayRef = Arc::new(Float64Array::from(values));
+        for (descending, nulls_first) in [(false, false), (true, false), (false, true), (true, true)] {
+            let options = SortOptions {
+                descending,
+                nulls_first,
+            };
+            let converter = RowConverter::new(vec![SortField::new_with_options(DataType::Float64, options)]).unwrap();
+            let rows = converter.convert_columns(&[Arc::clone(&column)]).unwrap();
+            let mut packed = packed_keys(&rows).expect("9-byte keys are packed");
+            packed.sort_unstable();
+            let packed: Vec<u32> = packed.into_iter().map(|(_, i)| i).collect();
+            let mut compared: Vec<u32> = (0..rows.num_rows() as u32).collect();
+            compared.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+            assert_eq!(packed, compared, "descending {descending}, nulls first {nulls_first}");
+        }
+        let wide = RowConverter::new(vec![SortField::new(DataType::Utf8)])
+            .unwrap()
+            .convert_columns(&[Arc::new(StringArray::from(vec!["a", "bbbbbbbbbbbbbbbbbbbb"])) as ArrayRef])
+            .unwrap();
+        assert!(packed_keys(&wide).is_none(), "variable-width keys use the comparator");
     }
 
     #[test]
