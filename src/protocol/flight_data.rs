@@ -13,11 +13,13 @@ use std::collections::VecDeque;
 use arrow::buffer::Buffer;
 use arrow::error::ArrowError;
 use arrow::ipc::writer::StreamEncoder;
+use arrow::record_batch::RecordBatch;
 use arrow_flight::FlightData;
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{WireType, encode_key, encode_varint};
 
 use crate::error::Error;
+use crate::store::batch_bytes;
 
 /// `FlightData.data_header`'s protobuf field number.
 const DATA_HEADER_FIELD: u32 = 2;
@@ -28,6 +30,8 @@ pub const GRPC_PREFIX_BYTES: usize = 5;
 /// Chunks shorter than this (prefix, tags, flatbuffer, padding) are merged into their neighbours: each chunk
 /// becomes its own HTTP/2 DATA frame, and a handful of bytes is cheaper to copy than to frame.
 const MERGE_BELOW_BYTES: usize = 4096;
+/// Target size of one outgoing message; below grpc-go's 4 MiB default receive limit with room to spare.
+pub const TARGET_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 /// The IPC stream's continuation marker before each message's metadata length.
 const CONTINUATION: [u8; 4] = [0xff; 4];
 
@@ -164,11 +168,24 @@ pub fn split_ipc_stream(buffers: Vec<Buffer>) -> Result<Vec<FlightMessage>, Arro
 }
 
 /// Encodes one batch (preceded, the first time, by the schema) as Flight messages.
-pub fn encode_batch(
-    encoder: &mut StreamEncoder,
-    batch: &arrow::record_batch::RecordBatch,
-) -> Result<Vec<FlightMessage>, ArrowError> {
+pub fn encode_batch(encoder: &mut StreamEncoder, batch: &RecordBatch) -> Result<Vec<FlightMessage>, ArrowError> {
     split_ipc_stream(encoder.encode(batch)?)
+}
+
+/// Cuts a batch into zero-copy row slices of about [`TARGET_MESSAGE_BYTES`] each, sized from sliced buffers.
+/// Slices start at multiples of 64 rows so that validity bitmaps stay byte-aligned and are sent as stored.
+pub fn split_for_wire(batch: RecordBatch) -> Vec<RecordBatch> {
+    let bytes = batch_bytes(&batch);
+    let rows = batch.num_rows();
+    if bytes <= TARGET_MESSAGE_BYTES || rows <= 1 {
+        return vec![batch];
+    }
+    let pieces = bytes.div_ceil(TARGET_MESSAGE_BYTES);
+    let per_piece = rows.div_ceil(pieces).next_multiple_of(64);
+    (0..rows)
+        .step_by(per_piece)
+        .map(|start| batch.slice(start, per_piece.min(rows - start)))
+        .collect()
 }
 
 /// An arrow [`Buffer`] lent to [`Bytes`] without copying; the buffer stays alive until the bytes are dropped.
@@ -242,7 +259,6 @@ mod tests {
 
     use arrow::array::{ArrayRef, BooleanArray, Int64Array, ListArray, StringArray, StructArray};
     use arrow::datatypes::{DataType, Field, Int32Type, Schema};
-    use arrow::record_batch::RecordBatch;
     use arrow_flight::decode::FlightRecordBatchStream;
     use futures::TryStreamExt;
     use prost::Message;
@@ -333,6 +349,21 @@ mod tests {
         );
         let (_, got) = decode(messages).await;
         assert_eq!(got, vec![batch]);
+    }
+
+    #[test]
+    fn large_batches_are_cut_at_64_row_boundaries() {
+        let values = Int64Array::from_iter_values(0..1_000_000);
+        let batch = RecordBatch::try_from_iter([("v", Arc::new(values) as ArrayRef)]).expect("batch");
+        let pieces = split_for_wire(batch.clone());
+        assert_eq!(pieces.len(), 4, "8 MB in pieces of at most about 2 MiB");
+        assert!(pieces.iter().all(|p| batch_bytes(p) <= TARGET_MESSAGE_BYTES + 64 * 8));
+        assert!(pieces[..3].iter().all(|p| p.num_rows() % 64 == 0));
+        assert_eq!(
+            arrow::compute::concat_batches(&batch.schema(), &pieces).expect("concat"),
+            batch
+        );
+        assert_eq!(split_for_wire(batch.slice(0, 10)).len(), 1);
     }
 
     #[test]

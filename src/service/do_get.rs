@@ -20,11 +20,8 @@ use super::FlightbayService;
 use super::auth::authorize;
 use crate::error::Error;
 use crate::protocol::Ticket as FlightTicket;
-use crate::protocol::flight_data::{FlightMessage, encode_batch};
-use crate::store::{FlightData, batch_bytes, slice_batches, spill};
-
-/// Target size of one outgoing message; below grpc-go's 4 MiB default receive limit with room to spare.
-pub(crate) const TARGET_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+use crate::protocol::flight_data::{FlightMessage, encode_batch, split_for_wire};
+use crate::store::{FlightData, slice_batches, spill};
 
 /// The DoGet answer as a stream of messages: the schema first, then the batches.
 pub(super) type Messages = BoxStream<'static, Result<FlightMessage, Status>>;
@@ -130,20 +127,4 @@ fn has_dictionary(schema: &Schema) -> bool {
         }
     }
     schema.fields().iter().any(|f| walk(f))
-}
-
-/// Cuts a batch into zero-copy row slices of about [`TARGET_MESSAGE_BYTES`] each, sized from sliced buffers.
-/// Slices start at multiples of 64 rows so that validity bitmaps stay byte-aligned and are sent as stored.
-fn split_for_wire(batch: RecordBatch) -> Vec<RecordBatch> {
-    let bytes = batch_bytes(&batch);
-    let rows = batch.num_rows();
-    if bytes <= TARGET_MESSAGE_BYTES || rows <= 1 {
-        return vec![batch];
-    }
-    let pieces = bytes.div_ceil(TARGET_MESSAGE_BYTES);
-    let per_piece = rows.div_ceil(pieces).next_multiple_of(64);
-    (0..rows)
-        .step_by(per_piece)
-        .map(|start| batch.slice(start, per_piece.min(rows - start)))
-        .collect()
 }
