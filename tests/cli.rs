@@ -1,37 +1,11 @@
 //! Black-box tests of the real `flightbay` binary.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_flightbay");
-
-/// Kills the child if a test fails before it stops it.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // Err means it already exited, which is what we want.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_file(path: &std::path::Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path)
-            && !s.is_empty()
-        {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "server did not write {}", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn help_lists_every_flag() {
@@ -72,27 +46,9 @@ fn help_lists_every_flag() {
 #[tokio::test]
 async fn binary_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let ready = dir.path().join("ready");
-    let child = Command::new(BIN)
-        .args(["serve", "--port", "0", "--memory-limit", "64MiB"])
-        .arg("--ready-file")
-        .arg(&ready)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut process = Process(child);
-    let addr = wait_for_file(&ready);
-    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
-
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = arrow_flight::FlightClient::new(channel);
+    let server = BinaryServer::start(&dir.path().join("data"), &["serve", "--memory-limit", "64MiB"]);
+    assert!(server.addr.starts_with("127.0.0.1:"), "{}", server.addr);
+    let mut client = server.client().await;
     let put = upload(&mut client, path(&["t"]), vec![sample_batch(0, 100)])
         .await
         .unwrap();
@@ -100,18 +56,8 @@ async fn binary_serves_and_stops_on_sigterm() {
     let stats = action(&mut client, "stats", json!({})).await.unwrap();
     assert_eq!(stats["store"]["memory_limit"], 64 << 20);
 
-    let pid = process.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = process.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        // An async sleep keeps this runtime's connection task running, so it can answer the server's GOAWAY.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert!(status.success(), "graceful exit: {status:?}");
+    // SIGTERM must end in a graceful, successful exit.
+    server.stop().await;
 }
 
 #[test]

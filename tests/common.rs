@@ -1,7 +1,9 @@
 //! The [`TestServer`] fixture and helpers shared by every test module.
 
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -201,4 +203,90 @@ pub fn pretty(batches: &[RecordBatch]) -> String {
     arrow::util::pretty::pretty_format_batches(batches)
         .expect("pretty")
         .to_string()
+}
+
+/// The binary Cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_flightbay");
+
+/// The real `flightbay` binary on an ephemeral port: `extra` arguments first (a subcommand, flags), then the port,
+/// a ready file and `--data-dir data`. Killed on drop if a test fails before it stops it.
+pub struct BinaryServer {
+    child: Child,
+    /// `host:port` from the ready file.
+    pub addr: String,
+}
+
+impl BinaryServer {
+    pub fn start(data: &std::path::Path, extra: &[&str]) -> Self {
+        let ready = data.with_extension(format!("ready-{}", uuid_like()));
+        let child = Command::new(BIN)
+            .args(extra)
+            .args(["--port", "0", "--log", "warn"])
+            .arg("--ready-file")
+            .arg(&ready)
+            .arg("--data-dir")
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            if let Ok(s) = std::fs::read_to_string(&ready)
+                && !s.is_empty()
+            {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let _ = std::fs::remove_file(&ready);
+        Self { child, addr }
+    }
+
+    /// A Flight client connected to it.
+    pub async fn client(&self) -> FlightClient {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        FlightClient::new(channel)
+    }
+
+    /// SIGTERM, then waits (at most 60 s) for a successful exit.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{status:?}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        // Err means it already exited.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn uuid_like() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }

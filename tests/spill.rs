@@ -1,6 +1,5 @@
 //! The memory budget, spilling to Parquet, reload, pinning, the disk limit, restart and crash durability.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
@@ -252,90 +251,11 @@ async fn disk_limit_drops_recomputable_results_first_then_refuses() {
 
 // ---- restart and crash: the real binary ----
 
-const BIN: &str = env!("CARGO_BIN_EXE_flightbay");
-
-struct Proc {
-    child: Child,
-    addr: String,
-}
-
-impl Proc {
-    fn start(data: &std::path::Path, extra: &[&str]) -> Self {
-        let ready = data.with_extension(format!("ready-{}", uuid_like()));
-        let child = Command::new(BIN)
-            .args(["--port", "0", "--log", "warn"])
-            .arg("--ready-file")
-            .arg(&ready)
-            .arg("--data-dir")
-            .arg(data)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            if let Ok(s) = std::fs::read_to_string(&ready)
-                && !s.is_empty()
-            {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let _ = std::fs::remove_file(&ready);
-        Self { child, addr }
-    }
-
-    async fn client(&self) -> FlightClient {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        FlightClient::new(channel)
-    }
-
-    async fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{status:?}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // Err means it already exited.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn uuid_like() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
 #[tokio::test]
 async fn restart_finds_every_flight_name_and_lineage() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Proc::start(&data, &[]);
+    let server = BinaryServer::start(&data, &[]);
     let mut client = server.client().await;
     upload(&mut client, path(&["sales", "trips"]), vec![sample_batch(0, 5000)])
         .await
@@ -355,7 +275,7 @@ async fn restart_finds_every_flight_name_and_lineage() {
     drop(client);
     server.stop().await;
 
-    let server = Proc::start(&data, &[]);
+    let server = BinaryServer::start(&data, &[]);
     let mut client = server.client().await;
     assert_eq!(listed_ids(&mut client).await, vec![1, 3]);
     assert_eq!(
@@ -381,7 +301,7 @@ async fn durable_uploads_survive_kill_9() {
     let data = dir.path().join("data");
     let mut acknowledged: Vec<(u64, RecordBatch)> = Vec::new();
     for round in 0..20 {
-        let server = Proc::start(&data, &["--durable"]);
+        let server = BinaryServer::start(&data, &["--durable"]);
         let mut client = server.client().await;
         // everything acknowledged before is back, byte for byte
         for (id, batch) in &acknowledged {
@@ -398,7 +318,7 @@ async fn durable_uploads_survive_kill_9() {
         drop(client);
         server.kill9();
     }
-    let server = Proc::start(&data, &["--durable"]);
+    let server = BinaryServer::start(&data, &["--durable"]);
     let mut client = server.client().await;
     assert_eq!(listed_ids(&mut client).await.len(), 20);
     drop(client);
@@ -409,7 +329,7 @@ async fn durable_uploads_survive_kill_9() {
 async fn kill_during_a_large_spill_leaves_a_consistent_catalog() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Proc::start(&data, &["--memory-limit", "16MiB"]);
+    let server = BinaryServer::start(&data, &["--memory-limit", "16MiB"]);
     let mut client = server.client().await;
     upload(&mut client, path(&["small"]), vec![sample_batch(0, 1000)])
         .await
@@ -443,7 +363,7 @@ async fn kill_during_a_large_spill_leaves_a_consistent_catalog() {
     server.kill9();
     let _ = upload_task.await;
 
-    let server = Proc::start(&data, &["--memory-limit", "16MiB"]);
+    let server = BinaryServer::start(&data, &["--memory-limit", "16MiB"]);
     let mut client = server.client().await;
     let ids = listed_ids(&mut client).await;
     assert!(ids.contains(&1), "{ids:?}");
