@@ -7,9 +7,8 @@
 # FLIGHTBAY_BIN names the server binary (default target/ci/flightbay); the notebook starts its own server from it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-FLIGHTBAY_BIN=$(realpath "${FLIGHTBAY_BIN:-target/ci/flightbay}")
-export FLIGHTBAY_BIN
-test -x "$FLIGHTBAY_BIN" || { echo "flightbay binary not found at $FLIGHTBAY_BIN; run cargo build --profile ci" >&2; exit 1; }
+source tests/run.d/common.bash
+require_flightbay_bin
 PY=.venv/bin/python
 test -x "$PY" || { echo "$PY not found; tests/run_all.sh creates it" >&2; exit 1; }
 
@@ -27,23 +26,4 @@ if dirty:
     sys.exit(f"{sys.argv[1]}: cells {dirty} carry outputs; commit the notebook with outputs stripped")
 PYEOF
 
-log=$(mktemp)
-# Temporary files of the tests (server data dirs, multiprocessing sockets) go to a directory removed at exit, even
-# when a test or the notebook's kernel dies before cleaning up after itself.
-scratch=$(mktemp -d)
-trap 'rm -rf "$log" "$scratch"' EXIT
-trap 'exit 130' INT TERM
-rc=0
-TMPDIR="$scratch" "$PY" -m pytest -p no:cacheprovider -q -rs --nbmake --nbmake-timeout=600 notebooks/tutorial.ipynb 2>&1 | tee "$log" || rc=$?
-if [ "$rc" -eq 5 ]; then
-    echo "notebook: pytest collected nothing" >&2
-    exit 1
-fi
-if [ "$rc" -ne 0 ]; then
-    echo "notebook: pytest failed with exit code $rc" >&2
-    exit "$rc"
-fi
-if tail -n 1 "$log" | grep -q 'skipped'; then
-    echo "notebook: the notebook was skipped" >&2
-    exit 1
-fi
+run_pytest "notebook" "$PY" --nbmake --nbmake-timeout=600 notebooks/tutorial.ipynb

@@ -8,13 +8,10 @@
 # fails if any test fails or none ran.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-FLIGHTBAY_BIN=$(realpath "${FLIGHTBAY_BIN:-target/ci/flightbay}")
-export FLIGHTBAY_BIN
-test -x "$FLIGHTBAY_BIN" || { echo "flightbay binary not found at $FLIGHTBAY_BIN; run cargo build --profile ci" >&2; exit 1; }
+source tests/run.d/common.bash
+require_flightbay_bin
 
-if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
-    export PATH="$PATH:/usr/local/go/bin" # where the official Go release installs; not always on PATH
-fi
+find_go
 command -v go >/dev/null || { echo "go not found: clients/go needs Go >= 1.25" >&2; exit 1; }
 
 cd clients/go

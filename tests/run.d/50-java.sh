@@ -10,13 +10,10 @@
 # Prints the test counts and fails if any test fails, is skipped, or none ran.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-FLIGHTBAY_BIN=$(realpath "${FLIGHTBAY_BIN:-target/ci/flightbay}")
-export FLIGHTBAY_BIN
-test -x "$FLIGHTBAY_BIN" || { echo "flightbay binary not found at $FLIGHTBAY_BIN; run cargo build --profile ci" >&2; exit 1; }
+source tests/run.d/common.bash
+require_flightbay_bin
 
-if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
-    export PATH="$PATH:/usr/local/go/bin" # where the official Go release installs; not always on PATH
-fi
+find_go
 for tool in go mvn java; do
     command -v "$tool" >/dev/null || { echo "$tool not found: clients/java needs JDK >= 17 and Maven, and the shared-flight check needs Go >= 1.25" >&2; exit 1; }
 done

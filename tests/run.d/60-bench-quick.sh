@@ -8,9 +8,8 @@
 # only that every measurement ran and returned the right data. Fails if any measurement failed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-FLIGHTBAY_BIN=$(realpath "${FLIGHTBAY_BIN:-target/ci/flightbay}")
-export FLIGHTBAY_BIN
-test -x "$FLIGHTBAY_BIN" || { echo "flightbay binary not found at $FLIGHTBAY_BIN; run cargo build --profile ci" >&2; exit 1; }
+source tests/run.d/common.bash
+require_flightbay_bin
 PYTHON=${PYTHON:-$PWD/.venv/bin/python}
 export PYTHON
 if [ -s benches/requirements.txt ]; then
