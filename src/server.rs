@@ -90,7 +90,7 @@ pub async fn run(
     Ok(())
 }
 
-/// Largest HTTP/2 frame clients may send (DoPut). hyper's default (16 KiB, the protocol minimum) cuts a 2 MiB
+/// Largest HTTP/2 frame clients may send (DoPut). hyper's default (16 KiB, the protocol minimum) cuts a 3 MiB
 /// Flight message into 128 frames, each parsed and copied on its own.
 const H2_MAX_FRAME_BYTES: u32 = 1 << 20;
 /// Per-stream and per-connection receive windows: large enough that one upload is not stalled waiting for

@@ -228,7 +228,7 @@ async fn large_batches_go_out_in_small_messages() {
     );
     for m in &messages {
         assert!(
-            m.data_body.len() < 3 * 1024 * 1024,
+            prost::Message::encoded_len(m) < 4 * 1024 * 1024,
             "message of {} bytes",
             m.data_body.len()
         );

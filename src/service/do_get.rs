@@ -1,4 +1,4 @@
-//! DoGet: streams a stored flight (or a row range of it) as Flight IPC messages of about 2 MiB.
+//! DoGet: streams a stored flight (or a row range of it) as Flight IPC messages of at most about 3 MiB.
 //!
 //! [`messages`] produces the answer as [`FlightMessage`]s whose bodies are the stored column buffers themselves.
 //! The server sends them with the hand-built gRPC frames of [`super::wire`]; the tonic handler ([`handle`]) is
