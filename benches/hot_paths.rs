@@ -81,7 +81,7 @@ fn table(rows: usize) -> Vec<RecordBatch> {
 
 /// arrow-flight's encoder as DoGet used it before it framed stored buffers itself (and still does for dictionary
 /// flights): batches cut into row slices of about 2 MiB by sliced size, the encoder's own splitting turned off.
-fn do_get_encoder(schema: SchemaRef, batches: Vec<RecordBatch>) -> FlightDataEncoder {
+fn split_flight_data_encoder(schema: SchemaRef, batches: Vec<RecordBatch>) -> FlightDataEncoder {
     let pieces = batches.into_iter().flat_map(split_for_wire).map(Ok);
     FlightDataEncoderBuilder::new()
         .with_schema(schema)
@@ -90,8 +90,8 @@ fn do_get_encoder(schema: SchemaRef, batches: Vec<RecordBatch>) -> FlightDataEnc
 }
 
 /// Every message arrow-flight's encoder sends for `batches` (the input of the DoPut benchmark).
-fn encode_like_do_get(schema: SchemaRef, batches: Vec<RecordBatch>) -> Vec<FlightData> {
-    block_on(do_get_encoder(schema, batches).try_collect()).expect("encodes")
+fn flight_data_messages(schema: SchemaRef, batches: Vec<RecordBatch>) -> Vec<FlightData> {
+    block_on(split_flight_data_encoder(schema, batches).try_collect()).expect("encodes")
 }
 
 /// Drains an encoder the way a server does (each message dropped once sent); returns the body bytes.
@@ -184,7 +184,7 @@ fn parsing(c: &mut Criterion) {
 }
 
 fn store_ops(c: &mut Criterion) {
-    let batches = decode(encode_like_do_get(schema(), table(ROWS)));
+    let batches = decode(flight_data_messages(schema(), table(ROWS)));
     let rt = runtime();
     let dir = tempfile::tempdir().expect("temp dir");
     let store = store(&rt, &dir);
@@ -221,7 +221,7 @@ fn store_ops(c: &mut Criterion) {
 }
 
 fn wire(c: &mut Criterion) {
-    let stored = decode(encode_like_do_get(schema(), table(ROWS)));
+    let stored = decode(flight_data_messages(schema(), table(ROWS)));
     let rt = runtime();
     let dir = tempfile::tempdir().expect("temp dir");
     let store = store(&rt, &dir);
@@ -242,7 +242,7 @@ fn wire(c: &mut Criterion) {
     });
     g.bench_function("encode_stored_flight_flight_data_encoder", |b| {
         b.iter(|| {
-            drain(do_get_encoder(
+            drain(split_flight_data_encoder(
                 Arc::clone(&flight.meta.schema),
                 resident().cloned().collect(),
             ))
@@ -258,7 +258,7 @@ fn wire(c: &mut Criterion) {
             )
         })
     });
-    let messages = encode_like_do_get(Arc::clone(&flight.meta.schema), resident().cloned().collect());
+    let messages = flight_data_messages(Arc::clone(&flight.meta.schema), resident().cloned().collect());
     g.bench_function("decode_messages_like_do_put", |b| {
         b.iter_batched(|| messages.clone(), |m| decode(m).len(), BatchSize::LargeInput)
     });

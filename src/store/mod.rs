@@ -281,7 +281,7 @@ impl FlightStore {
         let st = self.state();
         match r {
             FlightRef::Id(id) if st.flights.contains(id) => Ok(*id),
-            FlightRef::Id(id) => Err(Error::not_found(format!("flight {id} does not exist"))),
+            FlightRef::Id(id) => Err(no_such_flight(*id)),
             FlightRef::Name(name) => st
                 .names
                 .get(name)
@@ -292,10 +292,7 @@ impl FlightStore {
     /// The flight with `id`, marking it recently used.
     pub fn get(&self, id: FlightId) -> Result<Flight> {
         let mut st = self.state();
-        st.flights
-            .get(&id)
-            .map(Entry::flight)
-            .ok_or_else(|| Error::not_found(format!("flight {id} does not exist")))
+        st.flights.get(&id).map(Entry::flight).ok_or_else(|| no_such_flight(id))
     }
 
     /// Resolves and fetches in one step.
@@ -431,6 +428,18 @@ impl FlightStore {
             },
             next_id: st.next_id,
         }
+    }
+}
+
+/// NOT_FOUND for an id that names no flight.
+fn no_such_flight(id: FlightId) -> Error {
+    Error::not_found(format!("flight {id} does not exist"))
+}
+
+impl State {
+    /// The entry of flight `id`, without marking it used; NOT_FOUND when there is none.
+    fn entry_mut(&mut self, id: FlightId) -> Result<&mut Entry> {
+        self.flights.peek_mut(&id).ok_or_else(|| no_such_flight(id))
     }
 }
 

@@ -8,7 +8,7 @@ use arrow::record_batch::RecordBatch;
 use super::spill;
 use super::{
     Entry, Flight, FlightData, FlightId, FlightMeta, FlightStore, Lineage, PendingFlight, PutMode, PutTarget,
-    QualifiedName, Segment, State, batch_bytes, catalog, delete_files, flight_has_file,
+    QualifiedName, Segment, State, batch_bytes, catalog, delete_files, flight_has_file, no_such_flight,
 };
 use crate::error::{Error, Result};
 
@@ -131,7 +131,7 @@ impl FlightStore {
         let (previous, persisted) = {
             let mut st = self.state();
             if !st.flights.contains(&id) {
-                return Err(Error::not_found(format!("flight {id} does not exist")));
+                return Err(no_such_flight(id));
             }
             let previous = st.names.set(name, id);
             let persisted = previous.is_some_and(|p| flight_has_file(&st, p)) || flight_has_file(&st, id);
@@ -149,10 +149,7 @@ impl FlightStore {
     pub async fn drop_flight(&self, id: FlightId) -> Result<Flight> {
         let entry = {
             let mut st = self.state();
-            let entry = st
-                .flights
-                .pop(&id)
-                .ok_or_else(|| Error::not_found(format!("flight {id} does not exist")))?;
+            let entry = st.flights.pop(&id).ok_or_else(|| no_such_flight(id))?;
             st.names.remove_id(id);
             if let Some(f) = &entry.file {
                 st.disk_bytes = st.disk_bytes.saturating_sub(f.bytes);

@@ -29,10 +29,7 @@ impl FlightStore {
                 )));
             }
             let mut st = self.state();
-            let entry = st
-                .flights
-                .peek_mut(&id)
-                .ok_or_else(|| Error::not_found(format!("flight {id} does not exist")))?;
+            let entry = st.entry_mut(id)?;
             if entry.memory.is_none() {
                 entry.memory = Some(Arc::from(vec![Arc::new(Segment::new(batches, reservation))]));
                 self.shared.counters.reloads.fetch_add(1, Ordering::Relaxed);
@@ -41,10 +38,7 @@ impl FlightStore {
             return Ok(());
         }
         let mut st = self.state();
-        let entry = st
-            .flights
-            .peek_mut(&id)
-            .ok_or_else(|| Error::not_found(format!("flight {id} does not exist")))?;
+        let entry = st.entry_mut(id)?;
         entry.pinned = true;
         Ok(())
     }
@@ -52,10 +46,7 @@ impl FlightStore {
     /// Lets a pinned flight be spilled again.
     pub fn unpin(&self, id: FlightId) -> Result<()> {
         let mut st = self.state();
-        let entry = st
-            .flights
-            .peek_mut(&id)
-            .ok_or_else(|| Error::not_found(format!("flight {id} does not exist")))?;
+        let entry = st.entry_mut(id)?;
         entry.pinned = false;
         Ok(())
     }
@@ -64,10 +55,7 @@ impl FlightStore {
     pub async fn spill(&self, id: FlightId) -> Result<()> {
         {
             let mut st = self.state();
-            let entry = st
-                .flights
-                .peek_mut(&id)
-                .ok_or_else(|| Error::not_found(format!("flight {id} does not exist")))?;
+            let entry = st.entry_mut(id)?;
             if entry.pinned {
                 return Err(Error::invalid(format!("flight {id} is pinned; unpin it first")));
             }
