@@ -143,7 +143,7 @@ async fn insert(store: &FlightStore, batches: &[RecordBatch], name: &QualifiedNa
     for batch in batches {
         writer.push(batch.clone()).await.expect("within budget");
     }
-    let pending = writer.finish(false).await.expect("finishes");
+    let pending = writer.finish().await.expect("finishes");
     let target = PutTarget {
         name: name.clone(),
         mode: PutMode::Replace,
@@ -231,7 +231,8 @@ fn wire(c: &mut Criterion) {
         &QualifiedName::parse("bench").expect("valid name"),
     ));
     let flight = store.get(id).expect("exists");
-    let resident = || flight.resident_batches().expect("the flight is in memory");
+    let loaded = rt.block_on(store.load(&flight)).expect("the flight is in memory");
+    let resident = || loaded.batches.iter();
     let bytes: usize = resident().map(batch_bytes).sum();
 
     let mut g = c.benchmark_group("wire");

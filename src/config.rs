@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
     /// Run the Flight server (the default).
-    Serve(Config),
+    Serve(Box<Config>),
     /// Mint a bearer token for scripts (signed with the server's --jwt-secret).
     Token(TokenArgs),
     /// Read a password from stdin and print its argon2 hash for the users file.
@@ -56,7 +56,7 @@ impl Cli {
     /// The server config, whichever way it was given.
     pub fn into_config(self) -> Config {
         match self.command {
-            Some(CliCommand::Serve(config)) => config,
+            Some(CliCommand::Serve(config)) => *config,
             Some(CliCommand::Token(_) | CliCommand::HashPassword) | None => self.serve,
         }
     }
@@ -80,6 +80,12 @@ pub struct Config {
     /// Memory for flight data: bytes ("512MiB", "4GiB", "2GB", "1000000") or a share of RAM ("25%").
     #[arg(long, env = "FLIGHTBAY_MEMORY_LIMIT", default_value = "25%")]
     pub memory_limit: ByteSize,
+
+    /// Share of --memory-limit that data not yet on disk may fill before the background writer starts writing the
+    /// least recently used flights to Parquet ("80%", or a fraction like 0.8). Lower keeps more room ready for
+    /// bursts; higher writes less.
+    #[arg(long, env = "FLIGHTBAY_SPILL_HIGH_WATER", default_value = "80%", value_parser = parse_share)]
+    pub spill_high_water: f64,
 
     /// Bytes of spill files allowed on disk ("100GiB"); when reached, recomputable derived flights are deleted
     /// first, then requests needing more disk fail with RESOURCE_EXHAUSTED. Unlimited by default.
@@ -221,6 +227,21 @@ impl fmt::Display for ByteSize {
     }
 }
 
+/// Parses a share given as a percentage ("80%") or a fraction ("0.8") into a fraction in [0, 1].
+pub fn parse_share(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let value = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| format!("bad share {s:?}: expected e.g. 80% or 0.8"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("share {s:?} must be between 0% and 100%"))
+    }
+}
+
 /// Physical memory in bytes (from /proc/meminfo; 8 GiB when unknown).
 pub fn total_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
@@ -258,6 +279,10 @@ mod tests {
         assert_eq!(c.host, "127.0.0.1");
         assert_eq!(c.max_message_bytes(), 256 << 20);
         assert_eq!(c.default_put_mode, PutMode::Error);
+        assert_eq!(c.spill_high_water, 0.8);
+        assert_eq!(parse_share("50%"), Ok(0.5));
+        assert_eq!(parse_share("0.25"), Ok(0.25));
+        assert!(parse_share("120%").is_err() && parse_share("x").is_err());
         let c = Cli::parse_from(["flightbay", "serve", "--port", "0"]).into_config();
         assert_eq!(c.port, 0);
         assert!(c.jwt_secret.is_none() && c.tls_cert.is_none());

@@ -100,7 +100,10 @@ impl From<arrow_flight::error::FlightError> for Error {
             F::NotYetImplemented(m) => Self::Unimplemented(m),
             F::Tonic(status) => Self::Cancelled(format!("client stream failed: {}", status.message())),
             F::ProtocolError(m) | F::DecodeError(m) => Self::InvalidArgument(m),
-            F::ExternalError(e) => Self::InvalidArgument(e.to_string()),
+            F::ExternalError(e) => match e.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Self::InvalidArgument(other.to_string()),
+            },
         }
     }
 }

@@ -29,6 +29,7 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let store = FlightStore::open(StoreConfig {
         memory_limit: config.memory_limit_bytes(),
+        high_water: config.spill_high_water,
         data_dir: config.data_dir.clone(),
         disk_limit: config.disk_limit_bytes(),
         durable: config.durable,

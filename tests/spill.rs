@@ -95,9 +95,21 @@ async fn forced_spill_reload_and_pinning() {
     );
     assert_eq!(state_of(&mut client, 1).await, "spilled", "DoGet does not reload");
 
-    // an op reads it and, since it fits, brings it back
+    // a streaming op reads it from disk and leaves it there
     let info = client
         .get_flight_info(FlightDescriptor::new_cmd(r#"{"op":"head","source":"a","num_rows":3}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        pretty(&fetch(&mut client, &info).await.unwrap()),
+        pretty(&[data.slice(0, 3)])
+    );
+    assert_eq!(state_of(&mut client, 1).await, "spilled");
+    // an op that needs every row at once reads it and, since it fits, brings it back
+    let info = client
+        .get_flight_info(FlightDescriptor::new_cmd(
+            r#"{"op":"take","source":"a","indices":[0,1,2]}"#,
+        ))
         .await
         .unwrap();
     assert_eq!(
@@ -186,7 +198,8 @@ async fn disk_limit_drops_recomputable_results_first_then_refuses() {
     })
     .await;
     let mut client = server.client().await;
-    let sort = || FlightDescriptor::new_cmd(r#"{"op":"sort_by","source":"base","keys":[["id","descending"]]}"#);
+    // a derived flight as large as its input (a streaming op: a sort would need more memory than this budget)
+    let sort = || FlightDescriptor::new_cmd(r#"{"op":"slice","source":"base","offset":1}"#);
     upload(&mut client, path(&["base"]), vec![sample_batch(0, ROWS_20MB)])
         .await
         .unwrap();
@@ -219,7 +232,7 @@ async fn disk_limit_drops_recomputable_results_first_then_refuses() {
             .iter()
             .map(|b| b.num_rows())
             .sum::<usize>(),
-        ROWS_20MB
+        ROWS_20MB - 1
     );
 
     // uploads are never dropped: with memory and disk full the next upload is refused

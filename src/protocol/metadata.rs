@@ -77,7 +77,7 @@ impl<'a> InfoMetadata<'a> {
             names: names.iter().map(|n| n.to_string()).collect(),
             lineage: &flight.meta.lineage,
             created_at: &flight.meta.created_at,
-            state: flight.data.state(),
+            state: flight.state(),
             cache: None,
         }
     }

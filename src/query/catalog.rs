@@ -4,21 +4,16 @@
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
 use datafusion::common::{DataFusionError, Statistics};
 use datafusion::datasource::TableType;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::logical_expr::Expr;
-use datafusion::logical_expr::TableProviderFilterPushDown;
 use datafusion::physical_plan::ExecutionPlan;
 
+use super::scan::{FlightScanExec, ROW_NUMBER};
 use crate::error::Error;
-use crate::store::spill::SpillFile;
-use crate::store::{FlightData, FlightId, FlightRef, FlightStore, QualifiedName, validate_identifier};
+use crate::store::{FlightId, FlightRef, FlightStore, QualifiedName, validate_identifier};
 
 /// Name of the catalog flightbay registers; the default schema is the `default` namespace.
 pub const CATALOG: &str = "flightbay";
@@ -81,7 +76,7 @@ impl SchemaProvider for NamespaceSchema {
             .store
             .lookup(&reference)
             .map_err(|e: Error| DataFusionError::External(e.into()))?;
-        Ok(Some(Arc::new(FlightTable::new(flight))))
+        Ok(Some(Arc::new(FlightTable::new(self.store.clone(), flight))))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -94,37 +89,55 @@ impl SchemaProvider for NamespaceSchema {
     }
 }
 
-/// A table over exactly one immutable flight.
+/// A table over exactly one immutable flight, scanned through the store (see [`FlightScanExec`]).
 #[derive(Debug)]
 pub struct FlightTable {
+    store: FlightStore,
     flight: crate::store::Flight,
+    /// The table's schema: the flight's, and the row number column when asked for.
+    schema: SchemaRef,
+    row_numbers: bool,
 }
 
 impl FlightTable {
-    /// Wraps `flight`.
-    pub fn new(flight: crate::store::Flight) -> Self {
-        Self { flight }
+    /// Wraps `flight` of `store`.
+    pub fn new(store: FlightStore, flight: crate::store::Flight) -> Self {
+        let schema = Arc::clone(&flight.meta.schema);
+        Self {
+            store,
+            flight,
+            schema,
+            row_numbers: false,
+        }
+    }
+
+    /// Adds a last column, [`ROW_NUMBER`] (UInt64), holding each row's position in the flight: a tie-break that
+    /// makes DataFusion's sort stable.
+    pub fn with_row_numbers(mut self) -> Self {
+        let mut fields = self.flight.meta.schema.fields().to_vec();
+        fields.push(Arc::new(arrow::datatypes::Field::new(
+            ROW_NUMBER,
+            arrow::datatypes::DataType::UInt64,
+            false,
+        )));
+        self.schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+            fields,
+            self.flight.meta.schema.metadata().clone(),
+        ));
+        self.row_numbers = true;
+        self
     }
 
     /// The flight this table reads.
     pub fn id(&self) -> FlightId {
         self.flight.id()
     }
-
-    fn parquet(&self, file: &SpillFile) -> datafusion::error::Result<ListingTable> {
-        let url = ListingTableUrl::parse(file.path.to_string_lossy())?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(Arc::clone(&self.flight.meta.schema));
-        ListingTable::try_new(config)
-    }
 }
 
 #[async_trait]
 impl TableProvider for FlightTable {
     fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.flight.meta.schema)
+        Arc::clone(&self.schema)
     }
 
     fn table_type(&self) -> TableType {
@@ -135,56 +148,22 @@ impl TableProvider for FlightTable {
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        filters: &[Expr],
+        _filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        match &self.flight.data {
-            FlightData::Memory(segments) => {
-                let batches: Vec<RecordBatch> = segments.iter().flat_map(|s| s.batches().iter().cloned()).collect();
-                let partitions = split_contiguous(batches, state.config().target_partitions());
-                let exec = MemorySourceConfig::try_new_exec(&partitions, self.schema(), projection.cloned())?;
-                Ok(exec)
-            }
-            // A spilled flight is scanned in place: a Parquet scan of its one file, with projection, row-group
-            // pruning by the pushed-down filters, and the limit.
-            FlightData::Spilled(file) => self.parquet(file)?.scan(state, projection, filters, limit).await,
-        }
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        let support = match self.flight.data {
-            FlightData::Memory(_) => TableProviderFilterPushDown::Unsupported,
-            FlightData::Spilled(_) => TableProviderFilterPushDown::Inexact,
-        };
-        Ok(vec![support; filters.len()])
+        Ok(Arc::new(FlightScanExec::try_new(
+            self.store.clone(),
+            self.flight.clone(),
+            projection,
+            self.row_numbers,
+            state.config().target_partitions(),
+            limit,
+        )?))
     }
 
     fn statistics(&self) -> Option<Statistics> {
-        let mut stats = Statistics::new_unknown(&self.flight.meta.schema);
+        let mut stats = Statistics::new_unknown(&self.schema);
         stats.num_rows = datafusion::common::stats::Precision::Exact(self.flight.meta.num_rows as usize);
         Some(stats)
     }
-}
-
-/// Splits batches into at most `n` partitions of consecutive batches with similar row counts.
-fn split_contiguous(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
-    let n = n.max(1).min(batches.len().max(1));
-    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let per = total.div_ceil(n).max(1);
-    let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new()];
-    let mut rows = 0;
-    for b in batches {
-        if rows >= per && parts.len() < n {
-            parts.push(Vec::new());
-            rows = 0;
-        }
-        rows += b.num_rows();
-        if let Some(last) = parts.last_mut() {
-            last.push(b);
-        }
-    }
-    parts
 }

@@ -11,7 +11,7 @@ use datafusion::prelude::{DataFrame, SessionContext, coalesce};
 use crate::error::{Error, Result};
 use crate::protocol::command::JoinType;
 use crate::query::catalog::FlightTable;
-use crate::store::Flight;
+use crate::store::{Flight, FlightStore};
 
 /// A validated join request.
 #[derive(Debug)]
@@ -35,7 +35,13 @@ fn qualified(side: &str, name: &str) -> Expr {
 }
 
 /// Builds the join plan of `left` and `right`.
-pub fn plan(ctx: &SessionContext, left: &Flight, right: &Flight, j: &Join<'_>) -> Result<DataFrame> {
+pub fn plan(
+    ctx: &SessionContext,
+    store: &FlightStore,
+    left: &Flight,
+    right: &Flight,
+    j: &Join<'_>,
+) -> Result<DataFrame> {
     let (ls, rs) = (&left.meta.schema, &right.meta.schema);
     if j.keys.is_empty() || j.keys.len() != j.right_keys.len() {
         return Err(Error::invalid(format!(
@@ -63,8 +69,12 @@ pub fn plan(ctx: &SessionContext, left: &Flight, right: &Flight, j: &Join<'_>) -
         JoinType::LeftAnti => DfJoinType::LeftAnti,
         JoinType::RightAnti => DfJoinType::RightAnti,
     };
-    let l = ctx.read_table(Arc::new(FlightTable::new(left.clone())))?.alias("l")?;
-    let r = ctx.read_table(Arc::new(FlightTable::new(right.clone())))?.alias("r")?;
+    let l = ctx
+        .read_table(Arc::new(FlightTable::new(store.clone(), left.clone())))?
+        .alias("l")?;
+    let r = ctx
+        .read_table(Arc::new(FlightTable::new(store.clone(), right.clone())))?
+        .alias("r")?;
     let on: Vec<Expr> = j
         .keys
         .iter()

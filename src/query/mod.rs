@@ -8,10 +8,13 @@ mod cache;
 pub mod catalog;
 mod join;
 mod ops;
+mod pool;
 mod resample;
+mod scan;
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatchOptions;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::DFSchema;
@@ -21,7 +24,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use cache::ResultCache;
@@ -29,8 +32,8 @@ pub use cache::{CacheKey, CacheStats, CacheStatus};
 use catalog::{CATALOG, FlightTable, StoreCatalog};
 
 use crate::error::{Error, Result};
-use crate::protocol::command::{Op, with_resolved_sources};
-use crate::store::{DEFAULT_NAMESPACE, Flight, FlightId, FlightStore, Lineage, QualifiedName};
+use crate::protocol::command::{NullPlacement, Op, Order, SortKey, with_resolved_sources};
+use crate::store::{DEFAULT_NAMESPACE, Flight, FlightId, FlightStore, FlightWriter, Lineage, QualifiedName};
 
 /// Runs ops over flights and caches their results as flights.
 pub struct Engine {
@@ -70,13 +73,16 @@ pub type InputCheck<'a> = dyn Fn(&[FlightId]) -> Result<()> + Send + Sync + 'a;
 enum Work {
     /// A DataFusion plan to execute.
     Plan(DataFrame),
+    /// A resample of one flight, planned on a miss (its bins start at the first timestamp's day, which takes a
+    /// read of the time column).
+    Resample(resample::Resample, Flight),
     /// An op computed with Arrow kernels over one input (and, for `filter`, its compiled predicate).
     Native(Box<Op>, Flight, Option<Arc<dyn PhysicalExpr>>),
 }
 
 impl Engine {
-    /// An engine over `store`; DataFusion's operators may use up to `memory_limit` bytes before spilling or
-    /// failing with RESOURCE_EXHAUSTED.
+    /// An engine over `store`. DataFusion's operators draw memory from the store's budget (`memory_limit` bytes)
+    /// and spill into the data directory, or fail with RESOURCE_EXHAUSTED.
     pub fn try_new(store: FlightStore, memory_limit: usize) -> Result<Self> {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, DEFAULT_NAMESPACE)
@@ -88,9 +94,18 @@ impl Engine {
                 "datafusion.execution.sort_spill_reservation_bytes",
                 (memory_limit / 16).clamp(64 * 1024, 10 << 20),
             );
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(memory_limit, 1.0)
-            .build_arc()?;
+        // DataFusion spills into the data directory, and its files count against the disk limit with the store's.
+        let temp = store.temp_dir();
+        std::fs::create_dir_all(&temp)?;
+        let mut runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(pool::BudgetPool::new(store.clone())))
+            .with_temp_file_path(temp);
+        if let Some(limit) = store.config().disk_limit {
+            runtime = runtime.with_max_temp_directory_size(limit);
+        }
+        let runtime = runtime.build_arc()?;
+        let disk = Arc::clone(&runtime.disk_manager);
+        store.set_external_disk_usage(Arc::new(move || disk.used_disk_space()));
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_catalog(CATALOG, Arc::new(StoreCatalog::new(store.clone())));
         Ok(Self {
@@ -194,7 +209,7 @@ impl Engine {
                     right_suffix: right_suffix.as_deref(),
                     coalesce_keys: *coalesce_keys,
                 };
-                Work::Plan(join::plan(&self.ctx, &sources[0], &sources[1], &spec)?)
+                Work::Plan(join::plan(&self.ctx, &self.store, &sources[0], &sources[1], &spec)?)
             }
             Op::Resample {
                 time_column,
@@ -205,34 +220,188 @@ impl Engine {
                 ..
             } => {
                 let spec = resample::Resample {
-                    time_column,
-                    every,
-                    aggregations: aggregations.as_ref().map(|a| a.0.as_slice()),
+                    time_column: time_column.clone(),
+                    every: every.clone(),
+                    aggregations: aggregations.as_ref().map(|a| a.0.clone()),
                     aggregation_func: *aggregation_func,
-                    by,
+                    by: by.clone(),
                 };
-                let input = self.store.batches(&sources[0]).await?;
-                Work::Plan(resample::plan(&self.ctx, &sources[0], &input, &spec)?)
+                resample::check(&sources[0].meta.schema, &spec)?;
+                Work::Resample(spec, sources[0].clone())
             }
             _ => Work::Native(Box::new(op.clone()), sources[0].clone(), None),
         };
         Ok((key, lineage, work))
     }
 
-    /// Computes a native op over its input (read from memory or its spill file).
+    /// Computes a native op over its input into a new flight's writer: ops that keep rows in place stream the
+    /// input batch by batch; ops that move rows load it (under a reservation) and stream their output.
     async fn compute_native(
         &self,
-        op: &Op,
-        source: &Flight,
+        op: Op,
+        source: Flight,
         predicate: Option<Arc<dyn PhysicalExpr>>,
-    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-        let batches = self.store.batches(source).await?;
+    ) -> Result<FlightWriter> {
         let schema = Arc::clone(&source.meta.schema);
-        let op = op.clone();
-        // Sorting or gathering millions of rows takes seconds: off the async workers, which keep serving.
-        tokio::task::spawn_blocking(move || native(&op, schema, &batches, predicate))
-            .await
-            .map_err(|e| Error::internal(format!("native op task failed: {e}")))?
+        let read = |range, projection| self.store.read(&source, range, projection);
+        match op {
+            Op::Slice { offset, length, .. } => {
+                let rows = read(Some((offset, length.unwrap_or(u64::MAX))), None);
+                self.stream_into(schema, rows, Ok).await
+            }
+            Op::Head { num_rows, .. } => self.stream_into(schema, read(Some((0, num_rows)), None), Ok).await,
+            Op::Select { columns, .. } => {
+                let kept = ops::select(&schema, &columns.names())?;
+                let projected = Arc::new(schema.project(&kept)?);
+                self.stream_into(projected, read(None, Some(kept)), Ok).await
+            }
+            Op::DropColumns { columns, .. } => {
+                let kept = ops::drop_columns(&schema, &columns.names())?;
+                let projected = Arc::new(schema.project(&kept)?);
+                self.stream_into(projected, read(None, Some(kept)), Ok).await
+            }
+            Op::RenameColumns { names, .. } => {
+                let renamed = ops::rename_columns(&schema, &names)?;
+                let out = Arc::clone(&renamed);
+                self.stream_into(out, read(None, None), move |b| {
+                    let options = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
+                    Ok(RecordBatch::try_new_with_options(
+                        Arc::clone(&renamed),
+                        b.columns().to_vec(),
+                        &options,
+                    )?)
+                })
+                .await
+            }
+            Op::Filter { .. } => {
+                let physical = predicate.ok_or_else(|| Error::internal("filter without a predicate"))?;
+                self.stream_into(schema, read(None, None), move |b| {
+                    let mask = physical.evaluate(&b)?.into_array(b.num_rows())?;
+                    ops::apply_mask(&b, &mask)
+                })
+                .await
+            }
+            Op::Take { indices, .. } => {
+                let scratch = self.store.scratch(indices.len().saturating_mul(16)).await?;
+                let loaded = self.store.load(&source).await?;
+                self.emit_into(Arc::clone(&schema), move |emit| {
+                    let _scratch = scratch;
+                    ops::take(&schema, &loaded.batches, &indices, emit)
+                })
+                .await
+            }
+            Op::Shuffle { seed, .. } => {
+                let scratch = self.store.scratch(source.meta.num_rows as usize * 16).await?;
+                let loaded = self.store.load(&source).await?;
+                self.emit_into(Arc::clone(&schema), move |emit| {
+                    let _scratch = scratch;
+                    ops::shuffle(&schema, &loaded.batches, seed, emit)
+                })
+                .await
+            }
+            Op::SortBy {
+                keys, null_placement, ..
+            } => {
+                let keys = keys.keys();
+                // In memory when the input and the sort's working memory fit the budget; otherwise DataFusion's
+                // sort, which spills to disk.
+                let room = match self.store.scratch(source.meta.num_rows as usize * 40).await {
+                    Ok(scratch) => self.store.load(&source).await.map(|loaded| (scratch, loaded)),
+                    Err(e) => Err(e),
+                };
+                let (scratch, loaded) = match room {
+                    Ok(room) => room,
+                    Err(Error::ResourceExhausted(_)) => {
+                        let df = self.external_sort(&source, &keys, null_placement)?;
+                        let rows = Box::pin(df.execute_stream().await?.map_err(Error::from));
+                        let mut writer = self.store.derived_writer(schema).leave_room_for_queries();
+                        return Self::drain_into(&mut writer, rows, Ok).await.map(|()| writer);
+                    }
+                    Err(e) => return Err(e),
+                };
+                self.emit_into(Arc::clone(&schema), move |emit| {
+                    let _scratch = scratch;
+                    ops::sort_by(&schema, &loaded.batches, &keys, null_placement, emit)
+                })
+                .await
+            }
+            Op::Sql { .. } | Op::Join { .. } | Op::Resample { .. } => {
+                Err(Error::internal("planned ops are not native"))
+            }
+        }
+    }
+
+    /// `sort_by` as a DataFusion plan, for inputs too large to sort in memory: the sort spills, and the row number
+    /// as the last key keeps it stable.
+    fn external_sort(&self, source: &Flight, keys: &[SortKey], null_placement: NullPlacement) -> Result<DataFrame> {
+        use datafusion::common::Column;
+        use datafusion::logical_expr::{Expr, SortExpr};
+        let schema = &source.meta.schema;
+        let column = |name: &str| Expr::Column(Column::new_unqualified(name));
+        let mut order = Vec::with_capacity(keys.len() + 1);
+        for key in keys {
+            let (name, direction) = key.parts();
+            schema
+                .index_of(name)
+                .map_err(|_| Error::invalid(format!("no column named {name:?}")))?;
+            order.push(SortExpr::new(
+                column(name),
+                direction == Order::Ascending,
+                null_placement == NullPlacement::AtStart,
+            ));
+        }
+        order.push(SortExpr::new(column(scan::ROW_NUMBER), true, false));
+        let table = FlightTable::new(self.store.clone(), source.clone()).with_row_numbers();
+        let columns: Vec<Expr> = schema.fields().iter().map(|f| column(f.name())).collect();
+        Ok(self.ctx.read_table(Arc::new(table))?.sort(order)?.select(columns)?)
+    }
+
+    /// Pushes every batch of `rows`, passed through `map`, into a new derived flight's writer.
+    async fn stream_into(
+        &self,
+        schema: SchemaRef,
+        rows: crate::store::RowStream,
+        mut map: impl FnMut(RecordBatch) -> Result<RecordBatch>,
+    ) -> Result<FlightWriter> {
+        let mut writer = self.store.derived_writer(schema);
+        Self::drain_into(&mut writer, rows, &mut map).await?;
+        Ok(writer)
+    }
+
+    async fn drain_into(
+        writer: &mut FlightWriter,
+        mut rows: crate::store::RowStream,
+        mut map: impl FnMut(RecordBatch) -> Result<RecordBatch>,
+    ) -> Result<()> {
+        while let Some(batch) = rows.next().await {
+            writer.push(map(batch?)?).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `produce` off the async workers (sorting or gathering millions of rows takes a while) and pushes each
+    /// batch it emits into a new derived flight's writer as it comes. If the writer fails or the request goes away,
+    /// the producer's next emit fails and it stops.
+    async fn emit_into(
+        &self,
+        schema: SchemaRef,
+        produce: impl FnOnce(&mut ops::Emit<'_>) -> Result<()> + Send + 'static,
+    ) -> Result<FlightWriter> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut emit = |batch: RecordBatch| {
+                tx.blocking_send(batch)
+                    .map_err(|_| Error::Cancelled("the result is no longer wanted".into()))
+            };
+            produce(&mut emit)
+        });
+        let mut writer = self.store.derived_writer(schema);
+        while let Some(batch) = rx.recv().await {
+            writer.push(batch).await?;
+        }
+        task.await
+            .map_err(|e| Error::internal(format!("native op task failed: {e}")))??;
+        Ok(writer)
     }
 
     async fn prepare_sql(&self, query: &str, check: &InputCheck<'_>) -> Result<(Option<CacheKey>, Lineage, Work)> {
@@ -265,25 +434,21 @@ impl Engine {
 
     /// Streams the work's batches into a new flight and publishes it.
     async fn publish(&self, work: Work, lineage: Lineage, name: Option<&QualifiedName>) -> Result<Flight> {
-        let writer = match work {
+        let df = match work {
             Work::Native(op, source, predicate) => {
-                let (schema, batches) = self.compute_native(&op, &source, predicate).await?;
-                let mut writer = self.store.derived_writer(schema);
-                for batch in batches {
-                    writer.push(batch).await?;
-                }
-                writer
+                let writer = self.compute_native(*op, source, predicate).await?;
+                let pending = writer.finish().await?;
+                return self.store.publish_derived(pending, lineage, name).await;
             }
-            Work::Plan(df) => {
-                let mut stream: SendableRecordBatchStream = df.execute_stream().await?;
-                let mut writer = self.store.derived_writer(stream.schema());
-                while let Some(batch) = stream.next().await {
-                    writer.push(batch?).await?;
-                }
-                writer
-            }
+            Work::Resample(spec, source) => resample::plan(&self.ctx, &self.store, &source, &spec).await?,
+            Work::Plan(df) => df,
         };
-        let pending = writer.finish(false).await?;
+        let mut stream: SendableRecordBatchStream = df.execute_stream().await?;
+        let mut writer = self.store.derived_writer(stream.schema()).leave_room_for_queries();
+        while let Some(batch) = stream.next().await {
+            writer.push(batch?).await?;
+        }
+        let pending = writer.finish().await?;
         self.store.publish_derived(pending, lineage, name).await
     }
 }
@@ -330,43 +495,4 @@ fn canonicalize(plan: LogicalPlan) -> Result<(LogicalPlan, Vec<FlightId>, bool)>
         .data;
     inputs.sort();
     Ok((rewritten, inputs, volatile))
-}
-
-/// Computes a native op over `batches` (blocking; see [`Engine::compute_native`]).
-fn native(
-    op: &Op,
-    schema: SchemaRef,
-    batches: &[RecordBatch],
-    predicate: Option<Arc<dyn PhysicalExpr>>,
-) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    Ok(match op {
-        Op::Take { indices, .. } => (Arc::clone(&schema), ops::take(&schema, batches, indices)?),
-        Op::Slice { offset, length, .. } => (schema, ops::slice(batches, *offset, *length)),
-        Op::Head { num_rows, .. } => (schema, ops::slice(batches, 0, Some(*num_rows))),
-        Op::Select { columns, .. } => ops::select(&schema, batches, &columns.names())?,
-        Op::DropColumns { columns, .. } => ops::drop_columns(&schema, batches, &columns.names())?,
-        Op::RenameColumns { names, .. } => ops::rename_columns(&schema, batches, names)?,
-        Op::SortBy {
-            keys, null_placement, ..
-        } => (
-            Arc::clone(&schema),
-            ops::sort_by(&schema, batches, &keys.keys(), *null_placement)?,
-        ),
-        Op::Shuffle { seed, .. } => (Arc::clone(&schema), ops::shuffle(&schema, batches, *seed)?),
-        Op::Filter { .. } => {
-            let physical = predicate.ok_or_else(|| Error::internal("filter without a predicate"))?;
-            let mut out = Vec::new();
-            for batch in batches {
-                let mask = physical.evaluate(batch)?.into_array(batch.num_rows())?;
-                let kept = ops::apply_mask(batch, &mask)?;
-                if kept.num_rows() > 0 {
-                    out.push(kept);
-                }
-            }
-            (schema, out)
-        }
-        Op::Sql { .. } | Op::Join { .. } | Op::Resample { .. } => {
-            return Err(Error::internal("planned ops are not native"));
-        }
-    })
 }

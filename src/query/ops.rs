@@ -1,21 +1,22 @@
 //! Table ops computed with Arrow kernels, with pyarrow's semantics: take, slice, head, select, drop_columns,
 //! rename_columns, sort_by (stable), shuffle (seeded) and filter (a SQL predicate evaluated batch by batch).
 //!
-//! Every function returns the result batches in order; the engine publishes them as a new flight.
+//! Ops that keep rows in place (slice, head, select, drop_columns, rename_columns, filter) work batch by batch on a
+//! stream of the input; ops that move rows (take, sort_by, shuffle) need the whole input in memory and hand each
+//! output batch to an `emit` callback as soon as it is made, so results stream into the store instead of being built
+//! whole first. An error from `emit` (the reader went away) stops the op.
 
 use std::sync::Arc;
 
-use arrow::array::UInt32Array;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::SortOptions;
-use arrow::compute::{concat, concat_batches, filter_record_batch, interleave, take_record_batch};
+use arrow::compute::{concat, filter_record_batch, interleave};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 
 use crate::error::{Error, Result};
 use crate::protocol::command::{NullPlacement, Order, RenameSpec, SortKey};
-use crate::store::slice_batches;
 
 /// Rows per output batch of ops that gather rows.
 pub const OUTPUT_BATCH_ROWS: usize = 65_536;
@@ -32,12 +33,16 @@ fn offsets(batches: &[RecordBatch]) -> Vec<usize> {
     out
 }
 
-/// Gathers global row positions into new batches of [`OUTPUT_BATCH_ROWS`] rows.
+/// Receives output batches in order.
+pub type Emit<'a> = dyn FnMut(RecordBatch) -> Result<()> + 'a;
+
+/// Gathers global row positions into new batches of [`OUTPUT_BATCH_ROWS`] rows, handing each to `emit`.
 fn gather(
     schema: &SchemaRef,
     batches: &[RecordBatch],
-    rows: impl ExactSizeIterator<Item = usize>,
-) -> Result<Vec<RecordBatch>> {
+    rows: impl Iterator<Item = usize>,
+    emit: &mut Emit<'_>,
+) -> Result<()> {
     let offsets = offsets(batches);
     let total = *offsets.last().unwrap_or(&0);
     let locate = |row: usize| -> (usize, usize) {
@@ -45,19 +50,24 @@ fn gather(
         let b = offsets[1..].partition_point(|&end| end <= row);
         (b, row - offsets[b])
     };
-    let mut out = Vec::new();
-    let mut pending: Vec<(usize, usize)> = Vec::with_capacity(rows.len().min(OUTPUT_BATCH_ROWS));
-    let flush = |pending: &mut Vec<(usize, usize)>, out: &mut Vec<RecordBatch>| -> Result<()> {
+    let arrays: Vec<Vec<&dyn Array>> = (0..schema.fields().len())
+        .map(|c| batches.iter().map(|b| b.column(c).as_ref()).collect())
+        .collect();
+    let mut pending: Vec<(usize, usize)> = Vec::with_capacity(OUTPUT_BATCH_ROWS);
+    let mut flush = |pending: &mut Vec<(usize, usize)>| -> Result<()> {
         if pending.is_empty() {
             return Ok(());
         }
-        let columns = (0..schema.fields().len())
-            .map(|c| {
-                let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
-                interleave(&arrays, pending)
-            })
+        let columns = arrays
+            .iter()
+            .map(|parts| interleave(parts, pending))
             .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
-        out.push(RecordBatch::try_new(Arc::clone(schema), columns)?);
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(pending.len()));
+        emit(RecordBatch::try_new_with_options(
+            Arc::clone(schema),
+            columns,
+            &options,
+        )?)?;
         pending.clear();
         Ok(())
     };
@@ -69,22 +79,16 @@ fn gather(
         }
         pending.push(locate(row));
         if pending.len() == OUTPUT_BATCH_ROWS {
-            flush(&mut pending, &mut out)?;
+            flush(&mut pending)?;
         }
     }
-    flush(&mut pending, &mut out)?;
-    Ok(out)
+    flush(&mut pending)
 }
 
 /// Rows at `indices`, in that order (pyarrow `Table.take`).
-pub fn take(schema: &SchemaRef, batches: &[RecordBatch], indices: &[u64]) -> Result<Vec<RecordBatch>> {
+pub fn take(schema: &SchemaRef, batches: &[RecordBatch], indices: &[u64], emit: &mut Emit<'_>) -> Result<()> {
     let rows = indices.iter().map(|&i| usize::try_from(i).unwrap_or(usize::MAX));
-    gather(schema, batches, rows)
-}
-
-/// `length` rows from `offset` (pyarrow `Table.slice`); past the end gives fewer or no rows.
-pub fn slice(batches: &[RecordBatch], offset: u64, length: Option<u64>) -> Vec<RecordBatch> {
-    slice_batches(batches, offset, length.unwrap_or(u64::MAX))
+    gather(schema, batches, rows, emit)
 }
 
 fn column_index(schema: &Schema, name: &str) -> Result<usize> {
@@ -100,48 +104,23 @@ fn column_names(schema: &Schema) -> Vec<&str> {
     schema.fields().iter().map(|f| f.name().as_str()).collect()
 }
 
-/// Only `columns`, in that order (pyarrow `Table.select`).
-pub fn select(
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    columns: &[String],
-) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let indices = columns
-        .iter()
-        .map(|c| column_index(schema, c))
-        .collect::<Result<Vec<_>>>()?;
-    let projected = Arc::new(schema.project(&indices)?);
-    let out = batches
-        .iter()
-        .map(|b| b.project(&indices))
-        .collect::<std::result::Result<_, _>>()?;
-    Ok((projected, out))
+/// The columns kept by `select` (pyarrow `Table.select`): `columns`, in that order.
+pub fn select(schema: &Schema, columns: &[String]) -> Result<Vec<usize>> {
+    columns.iter().map(|c| column_index(schema, c)).collect()
 }
 
-/// Every column except `columns` (pyarrow `Table.drop_columns`).
-pub fn drop_columns(
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    columns: &[String],
-) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+/// The columns kept by `drop_columns` (pyarrow `Table.drop_columns`): every column except `columns`.
+pub fn drop_columns(schema: &Schema, columns: &[String]) -> Result<Vec<usize>> {
     for c in columns {
         column_index(schema, c)?;
     }
-    let keep: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .filter(|n| !columns.contains(n))
-        .collect();
-    select(schema, batches, &keep)
+    Ok((0..schema.fields().len())
+        .filter(|&i| !columns.contains(schema.field(i).name()))
+        .collect())
 }
 
-/// The same columns under new names (pyarrow `Table.rename_columns`, list or mapping).
-pub fn rename_columns(
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    names: &RenameSpec,
-) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+/// The schema after `rename_columns` (pyarrow `Table.rename_columns`, list or mapping): same columns, new names.
+pub fn rename_columns(schema: &Schema, names: &RenameSpec) -> Result<SchemaRef> {
     let new_names: Vec<String> = match names {
         RenameSpec::List(list) => {
             if list.len() != schema.fields().len() {
@@ -170,12 +149,7 @@ pub fn rename_columns(
         .zip(&new_names)
         .map(|(f, n)| f.as_ref().clone().with_name(n))
         .collect();
-    let renamed = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    let out = batches
-        .iter()
-        .map(|b| RecordBatch::try_new(Arc::clone(&renamed), b.columns().to_vec()))
-        .collect::<std::result::Result<_, _>>()?;
-    Ok((renamed, out))
+    Ok(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
 }
 
 /// Stable sort by keys (pyarrow `Table.sort_by`); `null_placement` applies to every key.
@@ -184,56 +158,197 @@ pub fn sort_by(
     batches: &[RecordBatch],
     keys: &[SortKey],
     null_placement: NullPlacement,
-) -> Result<Vec<RecordBatch>> {
+    emit: &mut Emit<'_>,
+) -> Result<()> {
+    let order = sort_order(schema, batches, keys, null_placement)?;
+    gather(schema, batches, order.into_iter().map(|i| i as usize), emit)
+}
+
+/// The positions of the rows in sorted order (ties in input order).
+pub fn sort_order(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    keys: &[SortKey],
+    null_placement: NullPlacement,
+) -> Result<Vec<u32>> {
     if keys.is_empty() {
         return Err(Error::invalid("sort_by needs at least one key"));
     }
-    let mut fields = Vec::new();
-    let mut columns = Vec::new();
-    for key in keys {
-        let (name, order) = key.parts();
-        let c = column_index(schema, name)?;
-        let options = SortOptions {
-            descending: order == Order::Descending,
-            nulls_first: null_placement == NullPlacement::AtStart,
-        };
-        fields.push(SortField::new_with_options(
-            schema.field(c).data_type().clone(),
-            options,
-        ));
-        let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
-        columns.push(if parts.is_empty() {
-            arrow::array::new_empty_array(schema.field(c).data_type())
-        } else {
-            concat(&parts)?
-        });
-    }
-    let converter = RowConverter::new(fields)?;
-    let rows = converter.convert_columns(&columns)?;
-    let n = rows.num_rows();
+    let n: usize = batches.iter().map(|b| b.num_rows()).sum();
     if u32::try_from(n).is_err() {
         return Err(Error::invalid("sort_by supports up to 4 294 967 295 rows"));
     }
+    let nulls_first = null_placement == NullPlacement::AtStart;
+    let mut fields = Vec::new();
+    let mut indices = Vec::new();
+    for key in keys {
+        let (name, order) = key.parts();
+        let c = column_index(schema, name)?;
+        fields.push(SortField::new_with_options(
+            schema.field(c).data_type().clone(),
+            SortOptions {
+                descending: order == Order::Descending,
+                nulls_first,
+            },
+        ));
+        indices.push(c);
+    }
+    if let [c] = indices[..] {
+        let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+        let descending = keys[0].parts().1 == Order::Descending;
+        if let Some(order) = primitive_order(&parts, n, descending, nulls_first) {
+            return Ok(order);
+        }
+    }
+    let columns = indices
+        .iter()
+        .map(|&c| {
+            let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            if parts.is_empty() {
+                Ok(arrow::array::new_empty_array(schema.field(c).data_type()))
+            } else {
+                concat(&parts)
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let converter = RowConverter::new(fields)?;
+    let rows = converter.convert_columns(&columns)?;
+    drop(columns);
     // Ties fall back to the input position, which makes the (faster) unstable sort give the stable order pyarrow
     // gives.
-    let order: Vec<u32> = match packed_keys(&rows) {
-        Some(mut keyed) => {
-            keyed.sort_unstable();
-            keyed.into_iter().map(|(_, i)| i).collect()
-        }
+    Ok(match packed_keys(&rows) {
+        Some(keyed) => par_sort(keyed, |a, b| a.cmp(b)).into_iter().map(|(_, i)| i).collect(),
         None => {
-            let mut order: Vec<u32> = (0..n as u32).collect();
-            order.sort_unstable_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)).then(a.cmp(&b)));
-            order
+            let order: Vec<u32> = (0..n as u32).collect();
+            par_sort(order, |&a, &b| {
+                rows.row(a as usize).cmp(&rows.row(b as usize)).then(a.cmp(&b))
+            })
         }
+    })
+}
+
+/// The sort order of one primitive key column, without the row format: each value becomes a `u64` that compares
+/// like the value (the bytes the row format would write, read as a big-endian integer), packed above its position
+/// into a `u128`; nulls keep their input order at the start or the end. `None` for other types.
+fn primitive_order(parts: &[&dyn Array], n: usize, descending: bool, nulls_first: bool) -> Option<Vec<u32>> {
+    use arrow::datatypes::*;
+    let data_type = parts.first().map_or(DataType::Null, |p| p.data_type().clone());
+    let signed = |v: i64| (v as u64) ^ (1 << 63);
+    // f64::total_cmp's key, as an unsigned integer.
+    let float = |bits: u64| {
+        let v = bits as i64;
+        ((v ^ (((v >> 63) as u64) >> 1) as i64) as u64) ^ (1 << 63)
     };
-    drop(rows);
-    // One contiguous table, then `take` per output batch: much faster than gathering across many input batches.
-    let table = concat_batches(schema, batches)?;
-    order
-        .chunks(OUTPUT_BATCH_ROWS)
-        .map(|chunk| Ok(take_record_batch(&table, &UInt32Array::from(chunk.to_vec()))?))
-        .collect()
+    let (mut keyed, nulls) = match data_type {
+        DataType::Int8 => encode::<Int8Type>(parts, n, |v| signed(v.into())),
+        DataType::Int16 => encode::<Int16Type>(parts, n, |v| signed(v.into())),
+        DataType::Int32 => encode::<Int32Type>(parts, n, |v| signed(v.into())),
+        DataType::Int64 => encode::<Int64Type>(parts, n, signed),
+        DataType::UInt8 => encode::<UInt8Type>(parts, n, u64::from),
+        DataType::UInt16 => encode::<UInt16Type>(parts, n, u64::from),
+        DataType::UInt32 => encode::<UInt32Type>(parts, n, u64::from),
+        DataType::UInt64 => encode::<UInt64Type>(parts, n, |v| v),
+        DataType::Float32 => encode::<Float32Type>(parts, n, |v| {
+            // f32::total_cmp's key, widened so it orders the same.
+            let b = v.to_bits() as i32;
+            u64::from(((b ^ (((b >> 31) as u32) >> 1) as i32) as u32) ^ (1 << 31))
+        }),
+        DataType::Float64 => encode::<Float64Type>(parts, n, |v| float(v.to_bits())),
+        DataType::Date32 => encode::<Date32Type>(parts, n, |v| signed(v.into())),
+        DataType::Date64 => encode::<Date64Type>(parts, n, signed),
+        DataType::Time32(TimeUnit::Second) => encode::<Time32SecondType>(parts, n, |v| signed(v.into())),
+        DataType::Time32(TimeUnit::Millisecond) => encode::<Time32MillisecondType>(parts, n, |v| signed(v.into())),
+        DataType::Time64(TimeUnit::Microsecond) => encode::<Time64MicrosecondType>(parts, n, signed),
+        DataType::Time64(TimeUnit::Nanosecond) => encode::<Time64NanosecondType>(parts, n, signed),
+        DataType::Timestamp(TimeUnit::Second, _) => encode::<TimestampSecondType>(parts, n, signed),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => encode::<TimestampMillisecondType>(parts, n, signed),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => encode::<TimestampMicrosecondType>(parts, n, signed),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => encode::<TimestampNanosecondType>(parts, n, signed),
+        DataType::Duration(TimeUnit::Second) => encode::<DurationSecondType>(parts, n, signed),
+        DataType::Duration(TimeUnit::Millisecond) => encode::<DurationMillisecondType>(parts, n, signed),
+        DataType::Duration(TimeUnit::Microsecond) => encode::<DurationMicrosecondType>(parts, n, signed),
+        DataType::Duration(TimeUnit::Nanosecond) => encode::<DurationNanosecondType>(parts, n, signed),
+        _ => return None,
+    }?;
+    if descending {
+        for k in &mut keyed {
+            // Invert the value half, keep the position: descending values, ties still in input order.
+            *k = (u128::from(!((*k >> 32) as u64)) << 32) | (*k & 0xffff_ffff);
+        }
+    }
+    let sorted = par_sort(keyed, |a, b| a.cmp(b));
+    let mut order = Vec::with_capacity(n);
+    if nulls_first {
+        order.extend_from_slice(&nulls);
+    }
+    order.extend(sorted.into_iter().map(|k| k as u32));
+    if !nulls_first {
+        order.extend_from_slice(&nulls);
+    }
+    Some(order)
+}
+
+/// Each non-null value's key (from `key`) above its position, and the positions of the nulls.
+fn encode<T: arrow::datatypes::ArrowPrimitiveType>(
+    parts: &[&dyn Array],
+    n: usize,
+    key: impl Fn(T::Native) -> u64,
+) -> Option<(Vec<u128>, Vec<u32>)> {
+    let mut keyed = Vec::with_capacity(n);
+    let mut nulls = Vec::new();
+    let mut position = 0u32;
+    for part in parts {
+        let values = part.as_primitive_opt::<T>()?;
+        if values.null_count() == 0 {
+            for v in values.values().iter() {
+                keyed.push((u128::from(key(*v)) << 32) | u128::from(position));
+                position += 1;
+            }
+        } else {
+            for v in values.iter() {
+                match v {
+                    Some(v) => keyed.push((u128::from(key(v)) << 32) | u128::from(position)),
+                    None => nulls.push(position),
+                }
+                position += 1;
+            }
+        }
+    }
+    Some((keyed, nulls))
+}
+
+/// Sorts on two threads when there is enough to sort (the halves are sorted apart and merged).
+fn par_sort<T, F>(mut items: Vec<T>, cmp: F) -> Vec<T>
+where
+    T: Copy + Send,
+    F: Fn(&T, &T) -> std::cmp::Ordering + Sync,
+{
+    const PARALLEL_FROM: usize = 1 << 20;
+    if items.len() < PARALLEL_FROM {
+        items.sort_unstable_by(&cmp);
+        return items;
+    }
+    let mid = items.len() / 2;
+    let (left, right) = items.split_at_mut(mid);
+    std::thread::scope(|s| {
+        s.spawn(|| left.sort_unstable_by(&cmp));
+        right.sort_unstable_by(&cmp);
+    });
+    let (left, right) = items.split_at(mid);
+    let mut merged = Vec::with_capacity(items.len());
+    let (mut i, mut j) = (0, 0);
+    while i < left.len() && j < right.len() {
+        if cmp(&right[j], &left[i]) == std::cmp::Ordering::Less {
+            merged.push(right[j]);
+            j += 1;
+        } else {
+            merged.push(left[i]);
+            i += 1;
+        }
+    }
+    merged.extend_from_slice(&left[i..]);
+    merged.extend_from_slice(&right[j..]);
+    merged
 }
 
 /// Each row's sort key packed into a `u128` next to its position, when every key fits in 16 bytes (fixed-width
@@ -260,9 +375,9 @@ fn packed_keys(rows: &arrow::row::Rows) -> Option<Vec<(u128, u32)>> {
 
 /// All rows in a seeded random order: the same seed always gives the same permutation (Fisher–Yates over
 /// SplitMix64, fixed here so the order never changes between versions).
-pub fn shuffle(schema: &SchemaRef, batches: &[RecordBatch], seed: u64) -> Result<Vec<RecordBatch>> {
+pub fn shuffle(schema: &SchemaRef, batches: &[RecordBatch], seed: u64, emit: &mut Emit<'_>) -> Result<()> {
     let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-    gather(schema, batches, permutation(n, seed).into_iter())
+    gather(schema, batches, permutation(n, seed).into_iter(), emit)
 }
 
 /// The seeded permutation of `0..n` used by [`shuffle`].
@@ -334,30 +449,112 @@ mod tests {
             .collect()
     }
 
+    fn collect(f: impl FnOnce(&mut Emit<'_>) -> Result<()>) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        f(&mut |b| {
+            out.push(b);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     #[test]
     fn take_and_bounds() {
         let (schema, batches) = table();
-        assert_eq!(
-            strings(&take(&schema, &batches, &[4, 0, 3, 0]).unwrap(), 1),
-            ["e", "a", "d", "a"]
-        );
-        assert!(matches!(take(&schema, &batches, &[5]), Err(Error::InvalidArgument(_))));
-        assert!(take(&schema, &batches, &[]).unwrap().is_empty());
+        let got = collect(|e| take(&schema, &batches, &[4, 0, 3, 0], e)).unwrap();
+        assert_eq!(strings(&got, 1), ["e", "a", "d", "a"]);
+        assert!(matches!(
+            collect(|e| take(&schema, &batches, &[5], e)),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(collect(|e| take(&schema, &batches, &[], e)).unwrap().is_empty());
     }
 
     #[test]
     fn stable_sort_with_null_placement() {
         let (schema, batches) = table();
-        let asc = sort_by(&schema, &batches, &[SortKey::Column("k".into())], NullPlacement::AtEnd).unwrap();
+        let keys = [SortKey::Column("k".into())];
+        let asc = collect(|e| sort_by(&schema, &batches, &keys, NullPlacement::AtEnd, e)).unwrap();
         assert_eq!(strings(&asc, 1), ["c", "d", "a", "e", "b"]);
-        let desc = sort_by(
-            &schema,
-            &batches,
-            &[SortKey::Ordered("k".into(), Order::Descending)],
-            NullPlacement::AtStart,
-        )
-        .unwrap();
+        let keys = [SortKey::Ordered("k".into(), Order::Descending)];
+        let desc = collect(|e| sort_by(&schema, &batches, &keys, NullPlacement::AtStart, e)).unwrap();
         assert_eq!(strings(&desc, 1), ["b", "a", "e", "c", "d"]);
+        // two keys take the row-format path
+        let keys = [
+            SortKey::Column("k".into()),
+            SortKey::Ordered("s".into(), Order::Descending),
+        ];
+        let both = collect(|e| sort_by(&schema, &batches, &keys, NullPlacement::AtEnd, e)).unwrap();
+        assert_eq!(strings(&both, 1), ["d", "c", "e", "a", "b"]);
+    }
+
+    /// The primitive fast path orders exactly as the row format does, ties by position, for every key type.
+    #[test]
+    fn primitive_order_matches_the_row_format() {
+        use arrow::array::*;
+        let n = 3000;
+        let p = permutation(n, 11);
+        let ints: Vec<Option<i64>> = p
+            .iter()
+            .map(|&i| (i % 13 != 0).then_some((i % 41) as i64 - 20))
+            .collect();
+        let floats: Vec<Option<f64>> = p
+            .iter()
+            .map(|&i| (i % 17 != 0).then_some(((i % 29) as f64 - 14.0) * 0.5))
+            .chain([
+                Some(-0.0),
+                Some(0.0),
+                Some(f64::NAN),
+                Some(-f64::NAN),
+                Some(f64::NEG_INFINITY),
+                None,
+            ])
+            .collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(ints.clone())),
+            Arc::new(Int8Array::from_iter(ints.iter().map(|v| v.map(|v| v as i8)))),
+            Arc::new(UInt16Array::from_iter(ints.iter().map(|v| v.map(|v| (v + 20) as u16)))),
+            Arc::new(UInt64Array::from_iter(
+                ints.iter().map(|v| v.map(|v| ((v + 20) as u64) << 58)),
+            )),
+            Arc::new(Float64Array::from(floats.clone())),
+            Arc::new(Float32Array::from_iter(floats.iter().map(|v| v.map(|v| v as f32)))),
+            Arc::new(TimestampMillisecondArray::from(ints.clone()).with_timezone("UTC")),
+            Arc::new(Date32Array::from_iter(ints.iter().map(|v| v.map(|v| v as i32)))),
+        ];
+        for column in columns {
+            let dt = column.data_type().clone();
+            // in three batches, as a flight would hold it
+            let len = column.len();
+            let parts = [
+                column.slice(0, len / 3),
+                column.slice(len / 3, len / 3),
+                column.slice(2 * (len / 3), len - 2 * (len / 3)),
+            ];
+            let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+            for (descending, nulls_first) in [(false, false), (true, false), (false, true), (true, true)] {
+                let fast = primitive_order(&parts, len, descending, nulls_first).expect("primitive type");
+                let options = SortOptions {
+                    descending,
+                    nulls_first,
+                };
+                let rows = RowConverter::new(vec![SortField::new_with_options(dt.clone(), options)])
+                    .unwrap()
+                    .convert_columns(&[Arc::clone(&column)])
+                    .unwrap();
+                let mut slow: Vec<u32> = (0..len as u32).collect();
+                slow.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+                assert_eq!(fast, slow, "{dt} descending {descending} nulls first {nulls_first}");
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_sort_merges_halves() {
+        let items: Vec<u64> = permutation(3 << 20, 5).into_iter().map(|v| (v % 1000) as u64).collect();
+        let mut expected = items.clone();
+        expected.sort();
+        assert_eq!(par_sort(items, |a, b| a.cmp(b)), expected);
     }
 
     #[test]
@@ -402,15 +599,14 @@ mod tests {
 
     #[test]
     fn rename_and_select() {
-        let (schema, batches) = table();
+        let (schema, _) = table();
         let mut map = std::collections::BTreeMap::new();
         map.insert("s".to_string(), "label".to_string());
-        let (renamed, _) = rename_columns(&schema, &batches, &RenameSpec::Map(map)).unwrap();
+        let renamed = rename_columns(&schema, &RenameSpec::Map(map)).unwrap();
         assert_eq!(column_names(&renamed), ["k", "label"]);
-        assert!(rename_columns(&schema, &batches, &RenameSpec::List(vec!["x".into()])).is_err());
-        let (selected, out) = select(&schema, &batches, &["s".into()]).unwrap();
-        assert_eq!(column_names(&selected), ["s"]);
-        assert_eq!(out[0].num_columns(), 1);
-        assert!(drop_columns(&schema, &batches, &["nope".into()]).is_err());
+        assert!(rename_columns(&schema, &RenameSpec::List(vec!["x".into()])).is_err());
+        assert_eq!(select(&schema, &["s".into(), "k".into()]).unwrap(), [1, 0]);
+        assert_eq!(drop_columns(&schema, &["k".into()]).unwrap(), [1]);
+        assert!(drop_columns(&schema, &["nope".into()]).is_err());
     }
 }

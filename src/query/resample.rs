@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use arrow::array::AsArray;
-use arrow::datatypes::{DataType, Int64Type, IntervalMonthDayNano, TimeUnit};
-use arrow::record_batch::RecordBatch;
+use arrow::datatypes::{DataType, Int64Type, IntervalMonthDayNano, Schema, TimeUnit};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::functions::expr_fn::date_bin;
 use datafusion::functions_aggregate::expr_fn::{avg, count, max, median, min, sum};
@@ -14,25 +13,26 @@ use datafusion::functions_aggregate::first_last::{first_value_udaf, last_value_u
 use datafusion::logical_expr::expr::NullTreatment;
 use datafusion::logical_expr::{Expr, ExprFunctionExt, SortExpr, cast, lit};
 use datafusion::prelude::{DataFrame, SessionContext, coalesce};
+use futures::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::protocol::command::Aggregation;
 use crate::query::catalog::FlightTable;
-use crate::store::Flight;
+use crate::store::{Flight, FlightStore};
 
-/// A validated resample request.
-#[derive(Debug)]
-pub struct Resample<'a> {
+/// A resample request.
+#[derive(Clone, Debug)]
+pub struct Resample {
     /// Timestamp column.
-    pub time_column: &'a str,
+    pub time_column: String,
     /// Bin width such as `15min`.
-    pub every: &'a str,
+    pub every: String,
     /// Per-column aggregations, in output order.
-    pub aggregations: Option<&'a [(String, Aggregation)]>,
+    pub aggregations: Option<Vec<(String, Aggregation)>>,
     /// One aggregation for every value column.
     pub aggregation_func: Option<Aggregation>,
     /// Group columns.
-    pub by: &'a [String],
+    pub by: Vec<String>,
 }
 
 /// Parses a pandas-style frequency (`30s`, `15min`, `1h`, `1D`, `2W`, `500ms`, `10us`, `5ns`; also `T`/`H`/`S`
@@ -120,8 +120,9 @@ fn aggregate(agg: Aggregation, column: &str, time_column: &str, t: &DataType) ->
     .alias(column))
 }
 
-/// The earliest timestamp, floored to its day, in the column's unit (0 when there are no rows).
-fn start_day(batches: &[RecordBatch], column: usize, unit: TimeUnit) -> Result<i64> {
+/// The earliest timestamp of column `column`, floored to its day, in the column's unit (0 when there are no rows).
+/// Reads only that column, from memory or disk.
+async fn start_day(store: &FlightStore, flight: &Flight, column: usize, unit: TimeUnit) -> Result<i64> {
     let per_day: i64 = match unit {
         TimeUnit::Second => 86_400,
         TimeUnit::Millisecond => 86_400_000,
@@ -129,8 +130,9 @@ fn start_day(batches: &[RecordBatch], column: usize, unit: TimeUnit) -> Result<i
         TimeUnit::Nanosecond => 86_400_000_000_000,
     };
     let mut lowest: Option<i64> = None;
-    for batch in batches {
-        let values = arrow::compute::cast(batch.column(column), &DataType::Int64)?;
+    let mut batches = store.read(flight, None, Some(vec![column]));
+    while let Some(batch) = batches.next().await {
+        let values = arrow::compute::cast(batch?.column(0), &DataType::Int64)?;
         if let Some(m) = arrow::compute::min(values.as_primitive::<Int64Type>()) {
             lowest = Some(lowest.map_or(m, |l| l.min(m)));
         }
@@ -138,11 +140,24 @@ fn start_day(batches: &[RecordBatch], column: usize, unit: TimeUnit) -> Result<i
     Ok(lowest.map_or(0, |m| m.div_euclid(per_day) * per_day))
 }
 
-/// Builds the resample plan over `flight`.
-pub fn plan(ctx: &SessionContext, flight: &Flight, batches: &[RecordBatch], r: &Resample<'_>) -> Result<DataFrame> {
-    let schema = Arc::clone(&flight.meta.schema);
+/// What [`check`] finds out about a valid request.
+struct Checked {
+    tcol: usize,
+    unit: TimeUnit,
+    tz: Option<Arc<str>>,
+    every: i64,
+    aggs: Vec<Expr>,
+}
+
+/// Validates `r` against the flight's schema (before any data is read, so a bad request fails fast and is not
+/// cached).
+pub fn check(schema: &Schema, r: &Resample) -> Result<()> {
+    checked(schema, r).map(|_| ())
+}
+
+fn checked(schema: &Schema, r: &Resample) -> Result<Checked> {
     let tcol = schema
-        .index_of(r.time_column)
+        .index_of(&r.time_column)
         .map_err(|_| Error::invalid(format!("no time column named {:?}", r.time_column)))?;
     let (unit, tz) = match schema.field(tcol).data_type() {
         DataType::Timestamp(unit, tz) => (*unit, tz.clone()),
@@ -153,18 +168,18 @@ pub fn plan(ctx: &SessionContext, flight: &Flight, batches: &[RecordBatch], r: &
             )));
         }
     };
-    let every = parse_every(r.every)?;
-    for b in r.by {
+    let every = parse_every(&r.every)?;
+    for b in &r.by {
         schema
             .index_of(b)
             .map_err(|_| Error::invalid(format!("no group column named {b:?}")))?;
     }
-    let wanted: Vec<(String, Aggregation)> = match (r.aggregations, r.aggregation_func) {
-        (Some(list), None) => list.to_vec(),
+    let wanted: Vec<(String, Aggregation)> = match (&r.aggregations, r.aggregation_func) {
+        (Some(list), None) => list.clone(),
         (None, Some(func)) => schema
             .fields()
             .iter()
-            .filter(|f| f.name() != r.time_column && !r.by.contains(f.name()))
+            .filter(|f| *f.name() != r.time_column && !r.by.contains(f.name()))
             .filter(|f| {
                 !matches!(func, Aggregation::Mean | Aggregation::Sum | Aggregation::Median) || is_numeric(f.data_type())
             })
@@ -189,15 +204,32 @@ pub fn plan(ctx: &SessionContext, flight: &Flight, batches: &[RecordBatch], r: &
         let i = schema
             .index_of(name)
             .map_err(|_| Error::invalid(format!("no column named {name:?} to aggregate")))?;
-        if name == r.time_column || r.by.contains(name) {
+        if *name == r.time_column || r.by.contains(name) {
             return Err(Error::invalid(format!(
                 "column {name:?} is the time or a group column; it cannot be aggregated"
             )));
         }
-        aggs.push(aggregate(*agg, name, r.time_column, schema.field(i).data_type())?);
+        aggs.push(aggregate(*agg, name, &r.time_column, schema.field(i).data_type())?);
     }
+    Ok(Checked {
+        tcol,
+        unit,
+        tz,
+        every,
+        aggs,
+    })
+}
 
-    let origin = start_day(batches, tcol, unit)?;
+/// Builds the resample plan over `flight` (reading its time column once, for the first day).
+pub async fn plan(ctx: &SessionContext, store: &FlightStore, flight: &Flight, r: &Resample) -> Result<DataFrame> {
+    let Checked {
+        tcol,
+        unit,
+        tz,
+        every,
+        aggs,
+    } = checked(&flight.meta.schema, r)?;
+    let origin = start_day(store, flight, tcol, unit).await?;
     let origin = match unit {
         TimeUnit::Second => ScalarValue::TimestampSecond(Some(origin), tz),
         TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(Some(origin), tz),
@@ -207,18 +239,18 @@ pub fn plan(ctx: &SessionContext, flight: &Flight, batches: &[RecordBatch], r: &
     let stride = ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(0, 0, every)));
     let bin = date_bin(
         lit(stride),
-        Expr::Column(Column::new_unqualified(r.time_column)),
+        Expr::Column(Column::new_unqualified(&r.time_column)),
         lit(origin),
     )
-    .alias(r.time_column);
+    .alias(&r.time_column);
     let mut groups: Vec<Expr> = r.by.iter().map(|b| Expr::Column(Column::new_unqualified(b))).collect();
     groups.push(bin);
     let order: Vec<SortExpr> =
         r.by.iter()
-            .chain(std::iter::once(&r.time_column.to_string()))
+            .chain(std::iter::once(&r.time_column))
             .map(|c| SortExpr::new(Expr::Column(Column::new_unqualified(c)), true, false))
             .collect();
-    let table = Arc::new(FlightTable::new(flight.clone()));
+    let table = Arc::new(FlightTable::new(store.clone(), flight.clone()));
     Ok(ctx.read_table(table)?.aggregate(groups, aggs)?.sort(order)?)
 }
 

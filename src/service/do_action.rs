@@ -65,7 +65,7 @@ async fn run(service: &FlightbayService, access: &Access, action: Action) -> Res
             let id = store.resolve(&reference)?;
             access.write_flight(id)?;
             store.spill(id).await?;
-            Ok(json!({ "id": id, "state": store.get(id)?.data.state() }))
+            Ok(json!({ "id": id, "state": store.get(id)?.state() }))
         }
         Action::Stats => {
             access.require_everywhere(Level::Admin)?;

@@ -21,7 +21,6 @@ use super::auth::authorize;
 use crate::error::Error;
 use crate::protocol::Ticket as FlightTicket;
 use crate::protocol::flight_data::{FlightMessage, encode_batch, split_for_wire};
-use crate::store::{FlightData, slice_batches, spill};
 
 /// The DoGet answer as a stream of messages: the schema first, then the batches.
 pub(super) type Messages = BoxStream<'static, Result<FlightMessage, Status>>;
@@ -50,20 +49,11 @@ pub(super) async fn messages(service: &FlightbayService, request: Request<Ticket
         ))
         .into());
     }
-    let batches: BoxStream<'static, Result<RecordBatch, Status>> = match &flight.data {
-        FlightData::Memory(segments) => {
-            let all = segments.iter().flat_map(|s| s.batches().iter());
-            let batches: Vec<RecordBatch> = match ticket.rows {
-                None => all.cloned().collect(),
-                Some((offset, length)) => slice_batches(all, offset, length),
-            };
-            futures::stream::iter(batches.into_iter().map(Ok)).boxed()
-        }
-        // Straight from the Parquet file, without loading it.
-        FlightData::Spilled(file) => spill::stream(file.path.clone(), ticket.rows)
-            .map_err(Status::from)
-            .boxed(),
-    };
+    let batches = service
+        .store()
+        .read(&flight, ticket.rows, None)
+        .map_err(Status::from)
+        .boxed();
     let pieces = batches
         .map_ok(|b| futures::stream::iter(split_for_wire(b).into_iter().map(Ok)))
         .try_flatten();

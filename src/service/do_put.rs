@@ -60,14 +60,29 @@ async fn upload(service: &FlightbayService, access: &Access, mut stream: Streami
     let store = service.store();
     store.check_put(&target)?;
 
-    let messages =
-        futures::stream::once(async { Ok(first) }).chain(stream.map_err(|s| FlightError::Tonic(Box::new(s))));
+    // With --durable, every message is logged as it arrives, before it is decoded.
+    let log = store.upload_log()?;
+    let appender = log.clone();
+    let messages = futures::stream::once(async { Ok(first) })
+        .chain(stream.map_err(|s| FlightError::Tonic(Box::new(s))))
+        .and_then(move |message| {
+            let log = appender.clone();
+            async move {
+                if let Some(log) = &log {
+                    log.append(&message.data_header, &message.data_body)
+                        .await
+                        .map_err(|e| FlightError::ExternalError(Box::new(e)))?;
+                }
+                Ok(message)
+            }
+        });
     let mut decoder = FlightDataDecoder::new(messages);
     let mut writer: Option<FlightWriter> = None;
+    let mut log = log;
     while let Some(decoded) = decoder.next().await {
         match decoded?.payload {
             DecodedPayload::Schema(schema) => match &writer {
-                None => writer = Some(store.writer(schema)),
+                None => writer = Some(store.writer(schema).with_log(log.take())),
                 Some(w) if w.schema().fields() == schema.fields() => {}
                 Some(_) => return Err(Error::invalid("the schema changed in the middle of the upload")),
             },
@@ -78,12 +93,13 @@ async fn upload(service: &FlightbayService, access: &Access, mut stream: Streami
             DecodedPayload::None => {}
         }
     }
+    drop(decoder);
     let writer = writer.ok_or_else(|| Error::invalid("the upload carried no schema"))?;
     // hyper reports a client's RST_STREAM(CANCEL) as a clean end of the request body (hyperium/hyper#3681), so a
     // cancelled upload looks complete here. Yielding once lets hyper see the reset while this future is pending
     // and drop it, so a cancelled upload is never published.
     tokio::task::yield_now().await;
-    let pending = writer.finish(service.inner.config.durable).await?;
+    let pending = writer.finish().await?;
     let flight = store.publish_upload(pending, Some(&target)).await?;
     tracing::debug!(id = %flight.id(), name = %target.name, rows = flight.meta.num_rows, "upload published");
     Ok(PutResult {

@@ -23,6 +23,8 @@ struct BudgetInner {
     limit: usize,
     used: AtomicUsize,
     peak: AtomicUsize,
+    /// Woken whenever bytes are released, for writers waiting for room.
+    released: tokio::sync::Notify,
 }
 
 impl MemoryBudget {
@@ -33,6 +35,7 @@ impl MemoryBudget {
                 limit,
                 used: AtomicUsize::new(0),
                 peak: AtomicUsize::new(0),
+                released: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -65,18 +68,36 @@ impl MemoryBudget {
         }
     }
 
-    fn add(&self, bytes: usize) {
+    /// A future that completes the next time bytes are released (create it before checking for room).
+    pub fn released(&self) -> tokio::sync::futures::Notified<'_> {
+        self.inner.released.notified()
+    }
+
+    /// Wakes writers waiting for room (something became evictable).
+    pub(crate) fn wake_waiters(&self) {
+        self.inner.released.notify_waiters();
+    }
+
+    /// Adds `bytes` that are accounted outside a [`Reservation`] (DataFusion's memory pool).
+    pub(crate) fn add(&self, bytes: usize) {
         let now = self.inner.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.inner.peak.fetch_max(now, Ordering::Relaxed);
     }
 
-    fn try_add(&self, bytes: usize) -> bool {
+    /// Adds `bytes` outside a [`Reservation`] if the budget has room.
+    pub(crate) fn try_add(&self, bytes: usize) -> bool {
+        self.try_add_below(bytes, self.inner.limit)
+    }
+
+    /// Adds `bytes` if the total stays at or below `ceiling` (and the limit).
+    fn try_add_below(&self, bytes: usize, ceiling: usize) -> bool {
+        let ceiling = ceiling.min(self.inner.limit);
         let result = self
             .inner
             .used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
                 let next = used.checked_add(bytes)?;
-                (next <= self.inner.limit).then_some(next)
+                (next <= ceiling).then_some(next)
             });
         match result {
             Ok(prev) => {
@@ -87,8 +108,12 @@ impl MemoryBudget {
         }
     }
 
-    fn sub(&self, bytes: usize) {
-        self.inner.used.fetch_sub(bytes, Ordering::Relaxed);
+    /// Releases `bytes` added with [`MemoryBudget::add`] or [`MemoryBudget::try_add`].
+    pub(crate) fn sub(&self, bytes: usize) {
+        if bytes > 0 {
+            self.inner.used.fetch_sub(bytes, Ordering::Relaxed);
+            self.inner.released.notify_waiters();
+        }
     }
 }
 
@@ -113,11 +138,28 @@ impl Reservation {
 
     /// Adds `bytes` only if the budget has room; returns whether it did.
     pub fn try_grow(&mut self, bytes: usize) -> bool {
-        let ok = self.budget.try_add(bytes);
+        self.try_grow_below(bytes, usize::MAX)
+    }
+
+    /// Adds `bytes` only if the budget's total stays at or below `ceiling`; returns whether it did.
+    pub fn try_grow_below(&mut self, bytes: usize, ceiling: usize) -> bool {
+        let ok = self.budget.try_add_below(bytes, ceiling);
         if ok {
             self.bytes += bytes;
         }
         ok
+    }
+
+    /// Releases `bytes` of what is held (at most all of it).
+    pub fn shrink(&mut self, bytes: usize) {
+        let bytes = bytes.min(self.bytes);
+        self.budget.sub(bytes);
+        self.bytes -= bytes;
+    }
+
+    /// Moves everything `other` holds into this reservation.
+    pub fn merge(&mut self, mut other: Reservation) {
+        self.bytes += std::mem::take(&mut other.bytes);
     }
 
     /// Releases everything held.

@@ -1,4 +1,5 @@
-//! What a flight is: immutable metadata ([`FlightMeta`]) plus data that is resident or spilled ([`FlightData`]).
+//! What a flight is: immutable metadata ([`FlightMeta`]) plus segments of rows, each resident ([`Resident`]) or in
+//! its file.
 
 use std::sync::Arc;
 
@@ -7,9 +8,9 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
-use crate::store::FlightId;
 use crate::store::budget::Reservation;
-use crate::store::spill::SpillFile;
+use crate::store::spill::SegmentFile;
+use crate::store::{FlightId, SegmentId};
 
 /// How a flight was made: an upload or an op over input flights.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
@@ -53,19 +54,20 @@ pub struct FlightMeta {
     pub namespace: Option<String>,
 }
 
-/// Batches that arrived or were computed together, with the memory reservation that covers them.
+/// The batches of one segment held in memory, with the reservation that covers them.
 ///
-/// Flights hold segments through `Arc`, so an `append` upload shares its parent's segments without copying them,
-/// and the bytes are counted once and returned when the last flight using the segment is dropped.
+/// Readers clone the `Arc` and stream outside the store's lock; the bytes return to the budget when the last
+/// holder (the store or a reader) drops it, so a flight evicted while a client reads it stays counted until the
+/// read ends.
 #[derive(Debug)]
-pub struct Segment {
+pub struct Resident {
     batches: Vec<RecordBatch>,
     num_rows: u64,
     num_bytes: u64,
     _reservation: Reservation,
 }
 
-impl Segment {
+impl Resident {
     /// Wraps batches whose bytes `reservation` already covers.
     pub fn new(batches: Vec<RecordBatch>, reservation: Reservation) -> Self {
         let num_rows = batches.iter().map(|b| b.num_rows() as u64).sum();
@@ -94,32 +96,31 @@ impl Segment {
     }
 }
 
-/// Where a flight's batches are right now.
+/// One segment of a flight as it was when the flight was looked up: its memory (read first) and its file, if any.
 #[derive(Clone, Debug)]
-pub enum FlightData {
-    /// In memory, as segments shared with other flights where possible.
-    Memory(Arc<[Arc<Segment>]>),
-    /// Only in its Parquet spill file.
-    Spilled(Arc<SpillFile>),
+pub(crate) struct Part {
+    /// The segment.
+    pub segment: SegmentId,
+    /// Rows in it.
+    pub rows: u64,
+    /// Their in-memory size.
+    pub bytes: u64,
+    /// Its batches, when resident.
+    pub memory: Option<Arc<Resident>>,
+    /// Its file, when written.
+    pub file: Option<Arc<SegmentFile>>,
 }
 
-impl FlightData {
-    /// The state name shown to clients (`memory` / `spilled`).
-    pub fn state(&self) -> &'static str {
-        match self {
-            FlightData::Memory(_) => "memory",
-            FlightData::Spilled(_) => "spilled",
-        }
-    }
-}
-
-/// A cheap handle to one flight: its metadata and its data as of the moment it was looked up.
+/// A cheap handle to one flight: its metadata and where its rows were when it was looked up.
+///
+/// Holding a `Flight` keeps what it points at alive: resident batches stay in memory (and counted) and files stay on
+/// disk until the handle is dropped, even if the flight is evicted or dropped meanwhile. Read it with
+/// [`crate::store::FlightStore::read`].
 #[derive(Clone, Debug)]
 pub struct Flight {
     /// Immutable metadata.
     pub meta: Arc<FlightMeta>,
-    /// The data, resident or spilled.
-    pub data: FlightData,
+    pub(crate) parts: Arc<[Part]>,
 }
 
 impl Flight {
@@ -128,12 +129,14 @@ impl Flight {
         self.meta.id
     }
 
-    /// The resident batches in order; `None` for a spilled flight (read it with `FlightStore::batches`).
-    pub fn resident_batches(&self) -> Option<impl Iterator<Item = &RecordBatch>> {
-        match &self.data {
-            FlightData::Memory(segments) => Some(segments.iter().flat_map(|s| s.batches().iter())),
-            FlightData::Spilled(_) => None,
-        }
+    /// `memory` when every row is in memory, else `spilled` (reading it touches disk).
+    pub fn state(&self) -> &'static str {
+        if self.is_resident() { "memory" } else { "spilled" }
+    }
+
+    /// Whether every row is in memory.
+    pub fn is_resident(&self) -> bool {
+        self.parts.iter().all(|p| p.memory.is_some() || p.rows == 0)
     }
 }
 

@@ -1,4 +1,5 @@
-//! [`FlightId`]: the number that names one immutable flight forever.
+//! [`FlightId`], the number that names one immutable flight forever, and [`SegmentId`], the name of one stored run
+//! of rows (and of its file).
 
 use std::fmt;
 
@@ -31,5 +32,31 @@ impl FlightId {
             return None;
         }
         digits.parse().ok().map(FlightId)
+    }
+}
+
+/// Identifier of a segment: rows that arrived or were computed together, stored (in memory, in a file or both) as
+/// one unit and shared by every flight that contains them (an `append` makes a flight of its parent's segments and
+/// one new segment).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SegmentId(uuid::Uuid);
+
+impl SegmentId {
+    /// A new, random id.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+}
+
+impl Default for SegmentId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
     }
 }

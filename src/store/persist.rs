@@ -1,185 +1,299 @@
-//! The store's state on disk and back: `catalog.json` (through [`catalog`]) written after every change that must
-//! survive a restart, resident flights written out on a graceful shutdown, and the state rebuilt at startup.
+//! The store's state on disk and back: recovery at startup (the catalog replayed, files it does not list deleted),
+//! the catalog records of flights and segments, and the graceful shutdown that writes resident flights out.
 
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lru::LruCache;
 
-use super::spill::{self, SpillFile};
+use super::catalog::{self, Catalog, FlightRecord, Journal, SegmentRecord};
+use super::spill::SegmentFile;
 use super::{
-    Entry, FlightId, FlightMeta, FlightStore, NameTable, QualifiedName, State, StoreConfig, catalog, flight_has_file,
+    Entry, FlightId, FlightMeta, FlightStore, NameTable, QualifiedName, SegmentEntry, SegmentId, State, StoreConfig,
 };
 use crate::error::{Error, Result};
 
-impl FlightStore {
-    /// Writes the catalog (no-op when ephemeral).
-    pub async fn persist_catalog(&self) -> Result<()> {
-        if self.shared.config.ephemeral {
-            return Ok(());
-        }
-        let _guard = self.shared.catalog_lock.lock().await;
-        let snapshot = {
-            let st = self.state();
-            snapshot(&st, &self.shared.config.data_dir)
-        };
-        let dir = self.shared.config.data_dir.clone();
-        tokio::task::spawn_blocking(move || catalog::store(&dir, &snapshot))
-            .await
-            .map_err(|e| Error::internal(format!("catalog task failed: {e}")))?
-    }
+/// The lock file in the data directory.
+const LOCK_FILE: &str = "LOCK";
 
-    /// On graceful shutdown: writes every resident flight without a file to disk and the catalog (unless
-    /// ephemeral, in which case the per-run spill directory is removed).
+impl FlightStore {
+    /// On graceful shutdown: stops the background writer, writes every flight that is not wholly on disk (uploads
+    /// even past the disk limit: acknowledged means kept; derived flights only within it, being recomputable) and
+    /// takes a final catalog snapshot. When ephemeral, removes the per-run directory instead.
     pub async fn close(&self) -> Result<()> {
+        self.stop_background().await;
         if self.shared.config.ephemeral {
             // Err means the directory was never created.
             let _ = std::fs::remove_dir_all(&self.shared.spill_dir);
             return Ok(());
         }
-        let pending: Vec<FlightId> = {
-            let mut st = self.state();
-            let ids: Vec<FlightId> = st
+        let pending: Vec<(FlightId, bool)> = {
+            let st = self.state();
+            let mut ids: Vec<_> = st
                 .flights
                 .iter()
-                .filter(|(_, e)| e.file.is_none() && !e.spilling)
-                .map(|(id, _)| *id)
+                .filter(|(_, e)| !e.persisted)
+                .map(|(id, e)| (*id, e.meta.lineage.op == "upload"))
                 .collect();
-            for id in &ids {
-                if let Some(e) = st.flights.peek_mut(id) {
-                    e.spilling = true;
-                }
-            }
+            // Uploads first: they are what must be kept.
+            ids.sort_by_key(|(id, upload)| (!upload, *id));
             ids
         };
-        for id in pending {
-            if let Err(e) = self.spill_entry(id, false).await {
-                tracing::warn!(%id, error = %e, "could not write flight to disk at shutdown; it will be gone after restart");
+        for (id, upload) in pending {
+            match self.write_flight(id, upload).await {
+                Ok(()) => {}
+                Err(e) if upload => {
+                    tracing::error!(%id, error = %e, "could not write an acknowledged upload to disk at shutdown");
+                }
+                Err(e) => {
+                    tracing::info!(%id, error = %e, "derived flight not kept at shutdown (it can be recomputed)");
+                }
             }
         }
-        self.persist_catalog().await
+        if let Some(journal) = &self.shared.journal {
+            let seq = {
+                let mut st = self.state();
+                let records = super::background::newly_on_disk(&mut st)?;
+                for r in &records {
+                    journal.append(r)?;
+                }
+                journal.snapshot(catalog_of(&st)?)?
+            };
+            journal.synced(seq).await?;
+        }
+        Ok(())
     }
 }
 
-/// The catalog as it should be on disk: flights with files and the names pointing at them.
-fn snapshot(st: &State, data_dir: &Path) -> catalog::CatalogFile {
-    let mut flights: Vec<catalog::CatalogFlight> = st
-        .flights
-        .iter()
-        .filter_map(|(id, e)| {
-            let file = e.file.as_ref()?;
-            Some(catalog::CatalogFlight {
-                id: *id,
-                file: file.path.strip_prefix(data_dir).unwrap_or(&file.path).to_path_buf(),
-                num_rows: e.meta.num_rows,
-                num_bytes: e.meta.num_bytes,
-                lineage: e.meta.lineage.clone(),
-                created_at: e.meta.created_at.clone(),
-                namespace: e.meta.namespace.clone(),
-            })
-        })
-        .collect();
-    flights.sort_by_key(|f| f.id);
-    let mut namespaces = std::collections::BTreeMap::new();
+/// The catalog record of segment `id` (its file must exist).
+pub(super) fn segment_record(id: SegmentId, seg: &SegmentEntry) -> Result<SegmentRecord> {
+    let file = seg
+        .file
+        .as_ref()
+        .ok_or_else(|| Error::internal(format!("segment {id} has no file to record")))?;
+    Ok(SegmentRecord {
+        id,
+        file: file.path.file_name().map(PathBuf::from).unwrap_or_default(),
+        format: file.format,
+        rows: seg.rows,
+        bytes: seg.bytes,
+        file_bytes: file.bytes,
+    })
+}
+
+/// The catalog record of a flight.
+pub(super) fn flight_record(entry: &Entry) -> Result<FlightRecord> {
+    let meta = &entry.meta;
+    Ok(FlightRecord {
+        id: meta.id,
+        schema: FlightRecord::encode_schema(&meta.schema)?,
+        segments: entry.segments.to_vec(),
+        num_rows: meta.num_rows,
+        num_bytes: meta.num_bytes,
+        lineage: meta.lineage.clone(),
+        created_at: meta.created_at.clone(),
+        namespace: meta.namespace.clone(),
+    })
+}
+
+/// The catalog as a snapshot should hold it: flights on disk, their segments and the names pointing at them.
+pub(super) fn catalog_of(st: &State) -> Result<Catalog> {
+    let mut catalog = Catalog {
+        version: catalog::CATALOG_VERSION,
+        next_id: st.reserved_id.max(st.next_id),
+        ..Catalog::default()
+    };
+    for (id, e) in st.flights.iter() {
+        if e.persisted {
+            catalog.flights.insert(*id, flight_record(e)?);
+        }
+    }
+    for (id, seg) in &st.segments {
+        if seg.file.is_some() {
+            catalog.segments.insert(*id, segment_record(*id, seg)?);
+        }
+    }
     for ns in st.names.namespaces() {
-        let names: std::collections::BTreeMap<String, FlightId> = st
+        let names = st
             .names
             .entries(&ns)
             .into_iter()
-            .filter(|(_, id)| flight_has_file(st, *id))
+            .filter(|(_, id)| catalog.flights.contains_key(id))
             .collect();
-        namespaces.insert(ns, names);
+        catalog.namespaces.insert(ns, names);
     }
-    catalog::CatalogFile {
-        version: catalog::CATALOG_VERSION,
-        next_id: st.reserved_id.max(st.next_id),
-        namespaces,
-        flights,
-    }
+    Ok(catalog)
 }
 
 pub(super) struct Loaded {
     pub(super) state: State,
     pub(super) spill_dir: PathBuf,
+    pub(super) journal: Option<Journal>,
+    pub(super) lock: Option<File>,
 }
 
-/// Reads the catalog and the spill directory: temp files of interrupted writes and files no catalog entry
-/// references are deleted; flights whose file is missing or unreadable are skipped with a warning.
-pub(super) fn load(config: &StoreConfig) -> Result<Loaded> {
-    let mut state = State {
+fn empty_state() -> State {
+    State {
         flights: LruCache::unbounded(),
+        segments: HashMap::new(),
         names: NameTable::new(),
         next_id: 1,
         reserved_id: 1,
         disk_bytes: 0,
-    };
+    }
+}
+
+/// Takes the data directory's lock: a second server on the same directory would overwrite this one's catalog.
+fn lock(data_dir: &Path) -> Result<File> {
+    std::fs::create_dir_all(data_dir)?;
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::invalid(format!(
+            "another flightbay server is using the data directory {}; stop it or pick another --data-dir",
+            data_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Io(e)),
+    }
+}
+
+/// Rebuilds the state from the catalog: every flight whose segment files are all present, the names pointing at
+/// them; files no such flight references (torn uploads, unfinished writes, DataFusion's leftovers) are deleted.
+pub(super) fn load(config: &StoreConfig) -> Result<Loaded> {
+    let mut state = empty_state();
     if config.ephemeral {
         let spill_dir = config.data_dir.join(format!("ephemeral-{}", uuid::Uuid::new_v4()));
-        return Ok(Loaded { state, spill_dir });
+        return Ok(Loaded {
+            state,
+            spill_dir,
+            journal: None,
+            lock: None,
+        });
     }
+    let lock = lock(&config.data_dir)?;
     let spill_dir = config.data_dir.join("flights");
-    let catalog = catalog::load(&config.data_dir)?.unwrap_or_default();
-    let mut known = std::collections::HashSet::new();
-    for f in catalog.flights {
-        let path = config.data_dir.join(&f.file);
-        let schema = match spill::read_schema(&path) {
+    std::fs::create_dir_all(&spill_dir)?;
+    let catalog = catalog::load(&config.data_dir)?;
+    let mut known: HashSet<PathBuf> = HashSet::new();
+    let file_of = |record: &SegmentRecord| -> Option<Arc<SegmentFile>> {
+        let name = record.file.file_name()?;
+        let path = spill_dir.join(name);
+        let bytes = std::fs::metadata(&path).ok()?.len();
+        Some(Arc::new(SegmentFile::new(path, bytes, record.format)))
+    };
+    for record in catalog.flights.values() {
+        let schema = match record.decode_schema() {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(id = %f.id, file = %path.display(), error = %e, "skipping flight whose file is unreadable");
+                tracing::warn!(id = %record.id, error = %e, "skipping flight with an unreadable schema");
                 continue;
             }
         };
-        let bytes = std::fs::metadata(&path)?.len();
-        state.disk_bytes += bytes;
-        known.insert(path.clone());
+        let mut files = Vec::new();
+        for s in &record.segments {
+            match catalog.segments.get(s) {
+                Some(seg) if state.segments.contains_key(s) => files.push((*s, seg, None)),
+                Some(seg) => match file_of(seg) {
+                    Some(f) => files.push((*s, seg, Some(f))),
+                    None => break,
+                },
+                None => break,
+            }
+        }
+        if files.len() != record.segments.len() {
+            tracing::warn!(id = %record.id, "skipping flight whose files are missing");
+            continue;
+        }
+        for (id, seg, file) in files {
+            let entry = state.segments.entry(id).or_insert_with(|| SegmentEntry {
+                schema: Arc::clone(&schema),
+                rows: seg.rows,
+                bytes: seg.bytes,
+                memory: None,
+                file: None,
+                owners: 0,
+                pins: 0,
+                busy: false,
+                retry_after: None,
+            });
+            if let Some(f) = file {
+                known.insert(f.path.clone());
+                state.disk_bytes += f.bytes;
+                entry.file = Some(f);
+            }
+            entry.owners += 1;
+        }
         state.flights.put(
-            f.id,
+            record.id,
             Entry {
                 meta: Arc::new(FlightMeta {
-                    id: f.id,
+                    id: record.id,
                     schema,
-                    num_rows: f.num_rows,
-                    num_bytes: f.num_bytes,
-                    lineage: f.lineage,
-                    created_at: f.created_at,
-                    namespace: f.namespace,
+                    num_rows: record.num_rows,
+                    num_bytes: record.num_bytes,
+                    lineage: record.lineage.clone(),
+                    created_at: record.created_at.clone(),
+                    namespace: record.namespace.clone(),
                 }),
-                memory: None,
-                file: Some(Arc::new(SpillFile { path, bytes })),
+                segments: Arc::from(record.segments.clone()),
                 pinned: false,
-                spilling: false,
+                persisted: true,
+                superseded: false,
             },
         );
-        state.next_id = state.next_id.max(f.id.0 + 1);
+        state.next_id = state.next_id.max(record.id.0 + 1);
     }
-    for (ns, names) in catalog.namespaces {
-        state.names.create_namespace(&ns);
+    for (ns, names) in &catalog.namespaces {
+        state.names.create_namespace(ns);
         for (name, id) in names {
-            if state.flights.contains(&id) {
-                state.names.set(
-                    &QualifiedName {
-                        namespace: ns.clone(),
-                        name,
-                    },
-                    id,
-                );
+            if state.flights.contains(id) {
+                let name = QualifiedName {
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                };
+                state.names.set(&name, *id);
             }
         }
     }
     state.next_id = state.next_id.max(catalog.next_id);
-    // Force a catalog write (a new id block) before the first new id is handed out.
+    // The first new id records a new block before it is handed out.
     state.reserved_id = state.next_id;
-    if let Ok(entries) = std::fs::read_dir(&spill_dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if !known.contains(&path) {
-                tracing::info!(file = %path.display(), "removing leftover spill file");
-                // Err: it vanished meanwhile, which is the goal anyway.
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-    }
-    // A catalog temp file is a write that never finished; the renamed catalog is the truth.
+    remove_unknown(&spill_dir, &known);
+    // A snapshot temp file is a write that never finished; the renamed snapshot is the truth.
     let _ = std::fs::remove_file(catalog::path(&config.data_dir).with_extension("json.tmp"));
-    Ok(Loaded { state, spill_dir })
+    let journal = Journal::start(&config.data_dir, catalog_of(&state)?)?;
+    Ok(Loaded {
+        state,
+        spill_dir,
+        journal: Some(journal),
+        lock: Some(lock),
+    })
+}
+
+/// Deletes everything in the segment directory that no flight references: files of torn uploads and unfinished
+/// writes, orphans of drops interrupted by a crash, and DataFusion's spill files.
+fn remove_unknown(spill_dir: &Path, known: &HashSet<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(spill_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if known.contains(&path) {
+            continue;
+        }
+        tracing::info!(file = %path.display(), "removing a file no flight references");
+        // Err: it vanished meanwhile, which is the goal anyway.
+        let _ = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+    }
 }

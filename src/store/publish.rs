@@ -1,112 +1,83 @@
 //! Publishing and retiring flights: uploads and derived results get their ids and names here, names move, flights
-//! and namespaces are dropped — each transition under the one state lock, with the catalog written after it.
+//! and namespaces are dropped — each transition under the one state lock, its journal lines queued under the same
+//! lock, and the answer given once they are on disk.
 
 use std::sync::Arc;
 
-use arrow::record_batch::RecordBatch;
-
-use super::spill;
+use super::catalog::{self, Record};
+use super::spill::SegmentFile;
 use super::{
-    Entry, Flight, FlightData, FlightId, FlightMeta, FlightStore, Lineage, PendingFlight, PutMode, PutTarget,
-    QualifiedName, Segment, State, batch_bytes, catalog, delete_files, flight_has_file, no_such_flight,
+    Entry, Flight, FlightId, FlightMeta, FlightStore, Lineage, PendingFlight, PutMode, PutTarget, QualifiedName,
+    SegmentEntry, SegmentId, State, no_such_flight, persist, retire,
 };
 use crate::error::{Error, Result};
 
+/// How often a durable append retries when its parent changed while the parent's rows were being written.
+const DURABLE_APPEND_ATTEMPTS: usize = 8;
+
+/// What removing a flight leaves to do once its journal lines are on disk.
+pub(super) struct Removed {
+    pub(super) records: Vec<Record>,
+    pub(super) files: Vec<Arc<SegmentFile>>,
+}
+
 impl FlightStore {
-    /// Makes an uploaded flight visible: assigns its id and moves its name, atomically. Durable uploads and
-    /// uploads that went to disk are recorded in the catalog before this returns.
+    /// Makes an uploaded flight visible: assigns its id and moves its name, atomically. An `append` makes a flight
+    /// of the parent's segments plus the new one (nothing is copied). With `--durable`, every segment of the new
+    /// flight is on disk and recorded before this returns.
     pub async fn publish_upload(&self, pending: PendingFlight, target: Option<&PutTarget>) -> Result<Flight> {
         let mode = target.map_or(PutMode::Replace, |t| t.mode);
-        // An append whose parent is spilled, or whose new rows went to disk, is written as one new file holding
-        // the parent's rows then the new ones; otherwise the new flight shares the parent's segments.
-        let parent = {
-            let st = self.state();
-            match target.map(|t| (t.mode, st.names.get(&t.name))) {
-                Some((PutMode::Append, Some(old))) => st.flights.peek(&old).map(Entry::flight),
-                _ => None,
-            }
-        };
-        let pending = match parent {
-            Some(p) if matches!(p.data, FlightData::Spilled(_)) || pending.file.is_some() => {
-                if p.meta.schema.fields() != pending.schema.fields() {
-                    return Err(Error::invalid(format!(
-                        "append needs the same schema; existing: {}, uploaded: {}",
-                        p.meta.schema, pending.schema
-                    )));
+        let durable = self.shared.config.durable && !self.shared.config.ephemeral;
+        let mut pending = Some(pending);
+        for _ in 0..DURABLE_APPEND_ATTEMPTS {
+            if durable && mode == PutMode::Append {
+                let parent = target.and_then(|t| self.state().names.get(&t.name));
+                if let Some(parent) = parent {
+                    self.write_flight(parent, true).await?;
                 }
-                let rows = self.batches(&p).await?;
-                self.append_on_disk(rows, pending).await?
             }
-            _ => pending,
-        };
-        let (flight, extended) = {
-            let mut st = self.state();
-            let mut segments: Vec<Arc<Segment>> = Vec::new();
-            let mut inputs = Vec::new();
-            if let Some(t) = target {
-                match (t.mode, st.names.get(&t.name)) {
-                    (PutMode::Error, Some(id)) => return Err(already_exists(&t.name, id)),
-                    (PutMode::Append, Some(old)) => {
-                        let parent = st.flights.peek(&old).ok_or_else(|| {
-                            Error::internal(format!("name {} points at missing flight {old}", t.name))
-                        })?;
-                        if parent.meta.schema.fields() != pending.schema.fields() {
-                            return Err(Error::invalid(format!(
-                                "append to {} needs the same schema; existing: {}, uploaded: {}",
-                                t.name, parent.meta.schema, pending.schema
-                            )));
-                        }
-                        if pending.segment.is_some() {
-                            match &parent.memory {
-                                Some(m) => segments.extend(m.iter().cloned()),
-                                None => {
-                                    return Err(Error::internal(
-                                        "the flight appended to was spilled during the upload; retry",
-                                    ));
-                                }
+            let (flight, seq) = {
+                let mut st = self.state();
+                let mut shared = Vec::new();
+                let mut inputs = Vec::new();
+                if let Some(t) = target {
+                    match (t.mode, st.names.get(&t.name)) {
+                        (PutMode::Error, Some(id)) => return Err(already_exists(&t.name, id)),
+                        (PutMode::Append, Some(old)) => {
+                            let parent = st.flights.peek(&old).ok_or_else(|| {
+                                Error::internal(format!("name {} points at missing flight {old}", t.name))
+                            })?;
+                            let schema = &pending
+                                .as_ref()
+                                .ok_or_else(|| Error::internal("no pending flight"))?
+                                .schema;
+                            if parent.meta.schema.fields() != schema.fields() {
+                                return Err(Error::invalid(format!(
+                                    "append to {} needs the same schema; existing: {}, uploaded: {}",
+                                    t.name, parent.meta.schema, schema
+                                )));
                             }
+                            if durable && !st.on_disk(&parent.segments) {
+                                // The name moved to a flight whose rows are not all on disk yet: write those first.
+                                continue;
+                            }
+                            shared.extend(parent.segments.iter().copied());
+                            inputs.push(old);
                         }
-                        inputs.push(old);
+                        _ => {}
                     }
-                    _ => {}
                 }
-            }
-            let lineage = Lineage::upload(mode.as_str(), inputs);
-            insert_locked(&mut st, pending, segments, lineage, target.map(|t| &t.name))
-        };
-        if extended || flight_has_file(&self.state(), flight.id()) {
-            self.persist_catalog().await?;
+                let pending = pending.take().ok_or_else(|| Error::internal("no pending flight"))?;
+                let lineage = Lineage::upload(mode.as_str(), inputs);
+                let (flight, records) = insert_locked(&mut st, pending, shared, lineage, target.map(|t| &t.name))?;
+                (flight, self.journal(&st, records)?)
+            };
+            self.synced(seq).await?;
+            return Ok(flight);
         }
-        Ok(flight)
-    }
-
-    /// Writes the parent's rows followed by the new rows as one new spill file (append when rows are on disk).
-    async fn append_on_disk(&self, rows: Vec<RecordBatch>, pending: PendingFlight) -> Result<PendingFlight> {
-        let new_rows: Vec<RecordBatch> = match (&pending.segment, &pending.file) {
-            (Some(seg), _) => seg.batches().to_vec(),
-            (None, Some(file)) => {
-                let path = file.path.clone();
-                tokio::task::spawn_blocking(move || spill::read_all(&path))
-                    .await
-                    .map_err(|e| Error::internal(format!("spill task failed: {e}")))??
-            }
-            (None, None) => Vec::new(),
-        };
-        let schema = Arc::clone(&pending.schema);
-        let num_rows = rows.iter().chain(&new_rows).map(|b| b.num_rows() as u64).sum();
-        let num_bytes = rows.iter().chain(&new_rows).map(|b| batch_bytes(b) as u64).sum();
-        if let Some(old) = pending.file {
-            delete_files([Some(Arc::new(old))]);
-        }
-        let all: Vec<RecordBatch> = rows.into_iter().chain(new_rows).collect();
-        let file = self.write_file(Arc::clone(&schema), all).await?;
-        Ok(PendingFlight {
-            schema,
-            segment: None,
-            file: Some(file),
-            num_rows,
-            num_bytes,
-        })
+        Err(Error::Cancelled(
+            "the flight appended to kept changing while its rows were written to disk; retry the upload".into(),
+        ))
     }
 
     /// Makes a computed flight visible, optionally pointing `name` at it (replacing what it pointed at).
@@ -116,49 +87,48 @@ impl FlightStore {
         lineage: Lineage,
         name: Option<&QualifiedName>,
     ) -> Result<Flight> {
-        let (flight, extended) = {
+        let (flight, seq) = {
             let mut st = self.state();
-            insert_locked(&mut st, pending, Vec::new(), lineage, name)
+            let (flight, records) = insert_locked(&mut st, pending, Vec::new(), lineage, name)?;
+            (flight, self.journal(&st, records)?)
         };
-        if extended || flight_has_file(&self.state(), flight.id()) {
-            self.persist_catalog().await?;
-        }
+        self.synced(seq).await?;
         Ok(flight)
     }
 
     /// Points `name` at an existing flight (replacing what it pointed at). Returns the previous target.
     pub async fn set_name(&self, name: &QualifiedName, id: FlightId) -> Result<Option<FlightId>> {
-        let (previous, persisted) = {
+        let (previous, seq) = {
             let mut st = self.state();
             if !st.flights.contains(&id) {
                 return Err(no_such_flight(id));
             }
-            let previous = st.names.set(name, id);
-            let persisted = previous.is_some_and(|p| flight_has_file(&st, p)) || flight_has_file(&st, id);
-            (previous, persisted)
+            let previous = move_name(&mut st, name, id);
+            if previous == Some(id) {
+                return Ok(previous);
+            }
+            let record = Record::Name {
+                namespace: name.namespace.clone(),
+                name: name.name.clone(),
+                id: Some(id),
+            };
+            (previous, self.journal(&st, vec![record])?)
         };
-        // The catalog only lists names of flights on disk; a name that moved between memory-only flights (or did
-        // not move) changes nothing there.
-        if persisted && previous != Some(id) {
-            self.persist_catalog().await?;
-        }
+        self.synced(seq).await?;
         Ok(previous)
     }
 
-    /// Drops a flight and every name pointing at it. Readers holding it finish their streams.
-    pub async fn drop_flight(&self, id: FlightId) -> Result<Flight> {
-        let entry = {
+    /// Drops a flight and every name pointing at it. Readers holding it finish their streams; its files are
+    /// deleted after that.
+    pub async fn drop_flight(&self, id: FlightId) -> Result<()> {
+        let (files, seq) = {
             let mut st = self.state();
-            let entry = st.flights.pop(&id).ok_or_else(|| no_such_flight(id))?;
-            st.names.remove_id(id);
-            if let Some(f) = &entry.file {
-                st.disk_bytes = st.disk_bytes.saturating_sub(f.bytes);
-            }
-            entry
+            let removed = remove_locked(&mut st, id)?;
+            (removed.files, self.journal(&st, removed.records)?)
         };
-        self.persist_catalog().await?;
-        delete_files([entry.file.clone()]);
-        Ok(entry.flight())
+        self.synced(seq).await?;
+        retire(files);
+        Ok(())
     }
 
     /// Deletes a namespace. Without `force` it must be empty; with `force` the flights it names are dropped.
@@ -166,7 +136,7 @@ impl FlightStore {
     pub async fn delete_namespace(&self, namespace: &str, force: bool) -> Result<Vec<FlightId>> {
         let mut files = Vec::new();
         let mut dropped = Vec::new();
-        {
+        let seq = {
             let mut st = self.state();
             if !st.names.has_namespace(namespace) {
                 return Err(Error::not_found(format!("namespace {namespace} does not exist")));
@@ -178,20 +148,23 @@ impl FlightStore {
                     entries.len()
                 )));
             }
+            let mut records = Vec::new();
             for (_, id) in entries {
-                if let Some(entry) = st.flights.pop(&id) {
-                    st.names.remove_id(id);
-                    if let Some(f) = &entry.file {
-                        st.disk_bytes = st.disk_bytes.saturating_sub(f.bytes);
-                    }
-                    files.push(entry.file);
+                if st.flights.contains(&id) {
+                    let removed = remove_locked(&mut st, id)?;
+                    records.extend(removed.records);
+                    files.extend(removed.files);
                     dropped.push(id);
                 }
             }
             st.names.remove_namespace(namespace);
-        }
-        self.persist_catalog().await?;
-        delete_files(files);
+            records.push(Record::DeleteNamespace {
+                namespace: namespace.to_string(),
+            });
+            self.journal(&st, records)?
+        };
+        self.synced(seq).await?;
+        retire(files);
         Ok(dropped)
     }
 }
@@ -202,38 +175,76 @@ pub(super) fn already_exists(name: &QualifiedName, id: FlightId) -> Error {
     ))
 }
 
-/// Inserts a published flight: `shared` are segments of a parent it appends to. Returns the flight and whether the
-/// id block was extended (so the catalog must be written).
+/// Points `name` at `id`; a flight that loses its last name this way is superseded. Returns the previous target.
+fn move_name(st: &mut State, name: &QualifiedName, id: FlightId) -> Option<FlightId> {
+    let previous = st.names.set(name, id);
+    if let Some(p) = previous
+        && p != id
+        && st.names.names_of(p).is_empty()
+        && let Some(e) = st.flights.peek_mut(&p)
+    {
+        e.superseded = true;
+    }
+    previous
+}
+
+/// Inserts a published flight made of the `shared` segments (of a parent it appends to) and the pending one.
+/// Returns the flight and the journal lines that record it.
 pub(super) fn insert_locked(
     st: &mut State,
     pending: PendingFlight,
-    shared: Vec<Arc<Segment>>,
+    shared: Vec<SegmentId>,
     lineage: Lineage,
     name: Option<&QualifiedName>,
-) -> (Flight, bool) {
+) -> Result<(Flight, Vec<Record>)> {
+    let mut records = Vec::new();
     let id = FlightId(st.next_id);
     st.next_id += 1;
-    let extended = st.next_id > st.reserved_id;
-    if extended {
+    if st.next_id > st.reserved_id {
         st.reserved_id = st.next_id + catalog::ID_BLOCK;
+        records.push(Record::NextId { next: st.reserved_id });
     }
-    let (num_rows, num_bytes) = (
-        pending.num_rows + shared.iter().map(|s| s.num_rows()).sum::<u64>(),
-        pending.num_bytes + shared.iter().map(|s| s.num_bytes()).sum::<u64>(),
-    );
-    let memory = pending.segment.map(|seg| {
-        let mut all = shared;
-        all.push(Arc::new(seg));
-        Arc::from(all)
-    });
-    let file = pending.file.map(Arc::new);
-    if let Some(f) = &file {
-        st.disk_bytes += f.bytes;
+    let mut num_rows = pending.num_rows;
+    let mut num_bytes = pending.num_bytes;
+    for s in &shared {
+        let seg = st
+            .segments
+            .get_mut(s)
+            .ok_or_else(|| Error::internal(format!("segment {s} of the parent is missing")))?;
+        seg.owners += 1;
+        num_rows += seg.rows;
+        num_bytes += seg.bytes;
+    }
+    let mut segments = shared;
+    if pending.memory.is_some() || pending.file.is_some() {
+        let segment = SegmentId::new();
+        let file = pending.file.map(Arc::new);
+        if let Some(f) = &file {
+            st.disk_bytes += f.bytes;
+        }
+        let entry = SegmentEntry {
+            schema: Arc::clone(&pending.schema),
+            rows: pending.num_rows,
+            bytes: pending.num_bytes,
+            memory: pending.memory.map(Arc::new),
+            file,
+            owners: 1,
+            pins: 0,
+            busy: false,
+            retry_after: None,
+        };
+        if entry.file.is_some() {
+            records.push(Record::Segment(persist::segment_record(segment, &entry)?));
+        }
+        st.segments.insert(segment, entry);
+        segments.push(segment);
     }
     let namespace = match (lineage.op.as_str(), name) {
         ("upload", Some(n)) => Some(n.namespace.clone()),
         _ => None,
     };
+    let segments: Arc<[SegmentId]> = Arc::from(segments);
+    let persisted = st.on_disk(&segments);
     let entry = Entry {
         meta: Arc::new(FlightMeta {
             id,
@@ -244,15 +255,49 @@ pub(super) fn insert_locked(
             lineage,
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }),
-        memory,
-        file,
+        segments,
         pinned: false,
-        spilling: false,
+        persisted,
+        superseded: false,
     };
-    let flight = entry.flight();
+    if persisted {
+        records.push(Record::Flight(persist::flight_record(&entry)?));
+    }
+    let flight = st.flight(id, &entry);
     st.flights.put(id, entry);
     if let Some(name) = name {
-        st.names.set(name, id);
+        move_name(st, name, id);
+        records.push(Record::Name {
+            namespace: name.namespace.clone(),
+            name: name.name.clone(),
+            id: Some(id),
+        });
     }
-    (flight, extended)
+    Ok((flight, records))
+}
+
+/// Removes flight `id`, its names, and the segments no other flight holds. Returns the journal lines and the files
+/// to retire once those lines are on disk.
+pub(super) fn remove_locked(st: &mut State, id: FlightId) -> Result<Removed> {
+    let entry = st.flights.pop(&id).ok_or_else(|| no_such_flight(id))?;
+    st.names.remove_id(id);
+    let mut records = Vec::new();
+    let mut files = Vec::new();
+    for s in entry.segments.iter() {
+        let Some(seg) = st.segments.get_mut(s) else { continue };
+        if entry.pinned {
+            seg.pins = seg.pins.saturating_sub(1);
+        }
+        seg.owners = seg.owners.saturating_sub(1);
+        if seg.owners == 0
+            && let Some(seg) = st.segments.remove(s)
+            && let Some(f) = seg.file
+        {
+            st.disk_bytes = st.disk_bytes.saturating_sub(f.bytes);
+            records.push(Record::DropSegment { id: *s });
+            files.push(f);
+        }
+    }
+    records.push(Record::DropFlight { id });
+    Ok(Removed { records, files })
 }

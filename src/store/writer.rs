@@ -6,44 +6,82 @@ use std::sync::atomic::Ordering;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
+use super::background::ActiveGuard;
+use super::log::UploadLog;
+use super::spill::{SegmentFile, SpillWriter};
+use super::{FlightStore, Reservation, Resident, batch_bytes, compact_if_wasteful};
 use crate::error::{Error, Result};
-use crate::store::spill::{SpillFile, SpillWriter};
-use crate::store::{FlightStore, Reservation, Segment, batch_bytes, compact_if_wasteful};
 
-/// Batches of a flight that is still arriving; nothing is visible until it is published.
+/// The rows of a flight that is still arriving, as one new segment; nothing is visible until it is published.
 ///
-/// Batches are kept in memory while the budget has room (spilling colder flights to make room); when even that
-/// fails, the writer switches to a spill file and streams the rest to disk. Dropping a writer (a failed or
-/// abandoned upload) releases its memory and deletes its temp file.
+/// Batches are kept in memory while the budget can make room for them (see [`FlightStore::reserve`]). When it
+/// cannot, an upload with a log (durable) simply stops keeping them in memory — the log has them — and any other
+/// writer moves what it holds to a new segment file and streams the rest there. Dropping a writer (a failed or
+/// abandoned upload) releases its memory and deletes its files.
 #[derive(Debug)]
 pub struct FlightWriter {
-    pub(super) store: FlightStore,
-    pub(super) schema: SchemaRef,
-    pub(super) batches: Vec<RecordBatch>,
-    pub(super) reservation: Reservation,
-    /// Copy batches that are small views of large buffers (derived results), so a result never keeps more
-    /// memory alive than it accounts for.
-    pub(super) compact: bool,
-    pub(super) disk: Option<SpillWriter>,
-    pub(super) disk_rows: u64,
-    pub(super) disk_bytes: u64,
+    store: FlightStore,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    reservation: Reservation,
+    /// Copy batches that are small views of large buffers (derived results), so a result never keeps more memory
+    /// alive than it accounts for.
+    compact: bool,
+    rows: u64,
+    bytes: u64,
+    disk: Option<SpillWriter>,
+    log: Option<UploadLog>,
+    /// With a log: the in-memory copy was given up for lack of room.
+    memory_dropped: bool,
+    /// How far this writer may fill the budget: all of it for uploads; up to the high-water mark for computed
+    /// results, so the query computing them keeps memory for its own operators.
+    ceiling: usize,
+    _active: ActiveGuard,
 }
 
 /// A finished writer, ready to publish.
 #[derive(Debug)]
 pub struct PendingFlight {
     pub(super) schema: SchemaRef,
-    pub(super) segment: Option<Segment>,
-    pub(super) file: Option<SpillFile>,
+    pub(super) memory: Option<Resident>,
+    pub(super) file: Option<SegmentFile>,
     pub(super) num_rows: u64,
     pub(super) num_bytes: u64,
 }
 
-impl Drop for FlightWriter {
-    fn drop(&mut self) {
-        if let Some(disk) = self.disk.take() {
-            disk.abort();
+impl FlightStore {
+    /// Starts an upload with `schema`; batches are pushed as they arrive and nothing is visible until publish.
+    pub fn writer(&self, schema: SchemaRef) -> FlightWriter {
+        FlightWriter {
+            store: self.clone(),
+            schema,
+            batches: Vec::new(),
+            reservation: self.shared.budget.reservation(),
+            compact: false,
+            rows: 0,
+            bytes: 0,
+            disk: None,
+            log: None,
+            memory_dropped: false,
+            ceiling: usize::MAX,
+            _active: self.active(),
         }
+    }
+
+    /// Starts a computed flight; batches that are small views of larger buffers are copied on push.
+    pub fn derived_writer(&self, schema: SchemaRef) -> FlightWriter {
+        let mut writer = self.writer(schema);
+        writer.compact = true;
+        writer
+    }
+
+    /// Starts the log of a durable upload (see [`UploadLog`]); give it to the upload's writer with
+    /// [`FlightWriter::with_log`]. `None` unless the store is durable.
+    pub fn upload_log(&self) -> Result<Option<UploadLog>> {
+        if !self.shared.config.durable || self.shared.config.ephemeral {
+            return Ok(None);
+        }
+        UploadLog::create(&self.shared.spill_dir).map(Some)
     }
 }
 
@@ -53,14 +91,32 @@ impl FlightWriter {
         &self.schema
     }
 
-    /// Adds one batch, accounting its bytes and making room (or going to disk) when the budget is full.
+    /// Keeps this writer's share of the budget under the high-water mark, so the query computing its rows keeps
+    /// room for its own operators (sorts, joins) instead of failing for memory the result took.
+    pub fn leave_room_for_queries(mut self) -> Self {
+        self.ceiling = self.store.high_water_bytes();
+        self
+    }
+
+    /// Makes `log` (which holds every message of this upload) the new segment's file.
+    pub fn with_log(mut self, log: Option<UploadLog>) -> Self {
+        self.log = log;
+        self
+    }
+
+    /// Adds one batch, counting its bytes against the budget, making room (or going to disk) when it is full.
     pub async fn push(&mut self, batch: RecordBatch) -> Result<()> {
         let batch = if batch.schema().fields() == self.schema.fields() {
             batch
         } else {
             // Same column types under a differently annotated schema (nullability, metadata) are fine; anything
             // else is a schema change.
-            RecordBatch::try_new(Arc::clone(&self.schema), batch.columns().to_vec()).map_err(|_| {
+            RecordBatch::try_new_with_options(
+                Arc::clone(&self.schema),
+                batch.columns().to_vec(),
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+            )
+            .map_err(|_| {
                 Error::invalid(
                     "schema changed in the middle of the stream; every batch of a flight must have the same schema",
                 )
@@ -75,38 +131,41 @@ impl FlightWriter {
             batch
         };
         let bytes = batch_bytes(&batch);
-        if self.disk.is_none() && !self.reservation.try_grow(bytes) {
-            self.store.make_room(bytes).await?;
-            if !self.reservation.try_grow(bytes) {
-                self.switch_to_disk().await?;
-            }
+        self.rows += batch.num_rows() as u64;
+        self.bytes += bytes as u64;
+        if let Some(log) = &self.log {
+            self.store.check_disk(log.bytes()).await?;
         }
-        if self.disk.is_some() {
-            self.store.check_disk(self.disk_bytes + bytes as u64).await?;
-            self.disk_rows += batch.num_rows() as u64;
-            self.disk_bytes += bytes as u64;
-            let mut disk = self
-                .disk
-                .take()
-                .ok_or_else(|| Error::internal("spill writer missing"))?;
+        if self.disk.is_none() && !self.memory_dropped {
+            if self.store.reserve(&mut self.reservation, bytes, self.ceiling).await {
+                self.batches.push(batch);
+                return Ok(());
+            }
+            self.store.shared.counters.too_large.fetch_add(1, Ordering::Relaxed);
+            if self.log.is_some() {
+                self.memory_dropped = true;
+                self.batches.clear();
+                self.reservation.free();
+                return Ok(());
+            }
+            self.switch_to_disk().await?;
+        }
+        if let Some(mut disk) = self.disk.take() {
+            self.store.check_disk(self.bytes).await?;
             let disk = tokio::task::spawn_blocking(move || disk.write(&batch).map(|()| disk))
                 .await
                 .map_err(|e| Error::internal(format!("spill task failed: {e}")))??;
             self.disk = Some(disk);
-        } else {
-            self.batches.push(batch);
         }
         Ok(())
     }
 
-    /// Moves what was buffered to a new spill file and releases its memory.
+    /// Moves what was buffered to a new segment file and releases its memory.
     async fn switch_to_disk(&mut self) -> Result<()> {
         let dir = self.store.shared.spill_dir.clone();
         let schema = Arc::clone(&self.schema);
         let batches = std::mem::take(&mut self.batches);
-        self.disk_rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-        self.disk_bytes = self.reservation.size() as u64;
-        self.store.check_disk(self.disk_bytes).await?;
+        self.store.check_disk(self.bytes).await?;
         let writer = tokio::task::spawn_blocking(move || -> Result<SpillWriter> {
             let mut w = SpillWriter::create(&dir, schema)?;
             for b in &batches {
@@ -118,49 +177,48 @@ impl FlightWriter {
         .map_err(|e| Error::internal(format!("spill task failed: {e}")))??;
         self.disk = Some(writer);
         self.reservation.free();
-        self.store.shared.counters.too_large.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Rows pushed so far.
     pub fn num_rows(&self) -> u64 {
-        self.disk_rows + self.batches.iter().map(|b| b.num_rows() as u64).sum::<u64>()
+        self.rows
     }
 
-    /// Closes the writer; with `durable`, a resident flight is also written to disk before it can be published.
-    pub async fn finish(mut self, durable: bool) -> Result<PendingFlight> {
-        let schema = Arc::clone(&self.schema);
-        if let Some(disk) = self.disk.take() {
-            let file = tokio::task::spawn_blocking(move || disk.finish())
-                .await
-                .map_err(|e| Error::internal(format!("spill task failed: {e}")))??;
-            self.store.shared.counters.spills.fetch_add(1, Ordering::Relaxed);
-            return Ok(PendingFlight {
-                schema,
-                segment: None,
-                file: Some(file),
-                num_rows: self.disk_rows,
-                num_bytes: self.disk_bytes,
-            });
-        }
-        let batches = std::mem::take(&mut self.batches);
-        let reservation = std::mem::replace(&mut self.reservation, self.store.budget().reservation());
-        let segment = Segment::new(batches, reservation);
-        let file = if durable && !self.store.shared.config.ephemeral {
-            Some(
-                self.store
-                    .write_file(Arc::clone(&schema), segment.batches().to_vec())
-                    .await?,
-            )
+    /// Closes the writer: the new segment's file (if it went to disk, or has a log) is complete and fsynced.
+    pub async fn finish(mut self) -> Result<PendingFlight> {
+        let went_to_disk = self.disk.is_some();
+        let file = match (self.disk.take(), self.log.take()) {
+            (Some(disk), _) => {
+                let file = tokio::task::spawn_blocking(move || disk.finish())
+                    .await
+                    .map_err(|e| Error::internal(format!("spill task failed: {e}")))??;
+                self.store.shared.counters.spills.fetch_add(1, Ordering::Relaxed);
+                Some(file)
+            }
+            (None, Some(log)) => Some(log.finish().await?),
+            (None, None) => None,
+        };
+        let memory = (!went_to_disk && !self.memory_dropped).then(|| {
+            let batches = std::mem::take(&mut self.batches);
+            let reservation = std::mem::replace(&mut self.reservation, self.store.budget().reservation());
+            Resident::new(batches, reservation)
+        });
+        let (memory, file) = if self.rows == 0 {
+            // No rows: the flight has no segment; a log holding only the schema is not kept.
+            if let Some(f) = file {
+                f.retire();
+            }
+            (None, None)
         } else {
-            None
+            (memory, file)
         };
         Ok(PendingFlight {
-            schema,
-            num_rows: segment.num_rows(),
-            num_bytes: segment.num_bytes(),
-            segment: Some(segment),
+            schema: Arc::clone(&self.schema),
+            memory,
             file,
+            num_rows: self.rows,
+            num_bytes: self.bytes,
         })
     }
 }
