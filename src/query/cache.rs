@@ -154,3 +154,92 @@ impl ResultCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+
+    use super::*;
+    use crate::error::Error;
+    use crate::store::{Lineage, StoreConfig};
+
+    async fn flight(store: &FlightStore) -> FlightId {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let mut writer = store.derived_writer(Arc::clone(&schema));
+        writer
+            .push(RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap())
+            .await
+            .unwrap();
+        let lineage = Lineage {
+            op: "test".into(),
+            params: serde_json::json!({}),
+            inputs: vec![],
+        };
+        store
+            .publish_derived(writer.finish().await.unwrap(), lineage, None)
+            .await
+            .unwrap()
+            .id()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_compute_once_and_failures_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FlightStore::open(StoreConfig::ephemeral(1 << 20, dir.path().to_path_buf()))
+            .await
+            .unwrap();
+        let id = flight(&store).await;
+        let cache = Arc::new(ResultCache::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let key = CacheKey::of("op", "same request");
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (cache, store, runs) = (Arc::clone(&cache), store.clone(), Arc::clone(&runs));
+                tokio::spawn(async move {
+                    cache
+                        .get_or_compute(&store, key, || async {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            Ok(id)
+                        })
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for t in tasks {
+            let (got, status) = t.await.unwrap();
+            assert_eq!(got, id);
+            statuses.push(status);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "one computation for sixteen requests");
+        assert_eq!(statuses.iter().filter(|s| **s == CacheStatus::Miss).count(), 1);
+        assert_eq!(cache.stats().computations, 1);
+
+        // a failed computation is not remembered: the next request computes again
+        let failing = CacheKey::of("op", "fails once");
+        let e = cache
+            .get_or_compute(&store, failing, || async { Err(Error::invalid("bad")) })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)));
+        let (got, status) = cache
+            .get_or_compute(&store, failing, || async { Ok(id) })
+            .await
+            .unwrap();
+        assert_eq!((got, status), (id, CacheStatus::Miss));
+
+        // a dropped result is recomputed
+        store.drop_flight(id).await.unwrap();
+        let again = flight(&store).await;
+        let (got, status) = cache.get_or_compute(&store, key, || async { Ok(again) }).await.unwrap();
+        assert_eq!((got, status), (again, CacheStatus::Miss));
+        store.close().await.unwrap();
+    }
+}

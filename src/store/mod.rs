@@ -43,6 +43,8 @@ mod publish;
 mod read;
 mod residency;
 mod spill;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::collections::HashMap;
