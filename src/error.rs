@@ -111,6 +111,9 @@ impl From<arrow_flight::error::FlightError> for Error {
 /// The gRPC code for a DataFusion error, looking at its root cause first.
 fn datafusion_code(e: &DataFusionError) -> tonic::Code {
     use tonic::Code;
+    if is_spill_disk_limit(e) {
+        return Code::ResourceExhausted;
+    }
     match e.find_root() {
         DataFusionError::ResourcesExhausted(_) => Code::ResourceExhausted,
         DataFusionError::SQL(..)
@@ -128,9 +131,24 @@ fn datafusion_code(e: &DataFusionError) -> tonic::Code {
     }
 }
 
+/// DataFusion reports its spill files outgrowing their limit (flightbay's `--disk-limit`) only as this I/O error text.
+const SPILL_DISK_LIMIT: &str = "spilling process has exceeded the allowable limit";
+
+/// Whether `e` is DataFusion's spill files reaching the disk limit.
+fn is_spill_disk_limit(e: &DataFusionError) -> bool {
+    match e.find_root() {
+        DataFusionError::ArrowError(a, _) => {
+            matches!(a.as_ref(), arrow::error::ArrowError::IoError(m, _) if m.contains(SPILL_DISK_LIMIT))
+        }
+        DataFusionError::IoError(io) => io.to_string().contains(SPILL_DISK_LIMIT),
+        _ => false,
+    }
+}
+
 fn arrow_code(e: &arrow::error::ArrowError) -> tonic::Code {
     use arrow::error::ArrowError as A;
     match e {
+        A::IoError(m, _) if m.contains(SPILL_DISK_LIMIT) => tonic::Code::ResourceExhausted,
         A::ExternalError(_) | A::IoError(..) | A::MemoryError(_) => tonic::Code::Internal,
         _ => tonic::Code::InvalidArgument,
     }
@@ -160,6 +178,9 @@ impl Error {
 
     fn message(&self) -> String {
         let msg = match self {
+            Error::DataFusion(e) if is_spill_disk_limit(e) => {
+                "flightbay: the query's spill files reached the disk limit; raise --disk-limit or drop flights".into()
+            }
             Error::DataFusion(e) => match e.find_root() {
                 DataFusionError::ResourcesExhausted(m) => format!("flightbay: query exceeds the memory budget: {m}"),
                 DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
@@ -220,6 +241,17 @@ mod tests {
         assert_eq!(s.code(), tonic::Code::PermissionDenied);
         let long: tonic::Status = Error::invalid("x".repeat(10_000)).into();
         assert!(long.message().len() <= MAX_MESSAGE_LEN + 3);
+    }
+
+    #[test]
+    fn spill_files_over_the_disk_limit_are_resource_exhausted() {
+        let io = std::io::Error::other(
+            "The used disk space during the spilling process has exceeded the allowable limit of 1.0 MB.",
+        );
+        let arrow = arrow::error::ArrowError::IoError(io.to_string(), io);
+        let s: tonic::Status = Error::from(DataFusionError::ArrowError(Box::new(arrow), None)).into();
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        assert!(s.message().contains("--disk-limit"), "{}", s.message());
     }
 
     #[test]

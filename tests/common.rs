@@ -56,6 +56,11 @@ impl TestServer {
         }
     }
 
+    /// The server's data directory.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
+    }
+
     pub async fn client(&self) -> FlightClient {
         let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
             .expect("uri")

@@ -5,6 +5,7 @@
 mod actions;
 mod auth;
 mod bad_input;
+mod budget;
 mod cli;
 mod common;
 mod derive;
