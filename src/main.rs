@@ -3,13 +3,10 @@
 
 use std::process::ExitCode;
 
+/// mimalloc returns freed flight buffers to the system where glibc's malloc kept them (see Cargo.toml).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::Parser;
 use flightbay::config::{Cli, CliCommand};

@@ -5,10 +5,12 @@
 //!
 //! 1. **Write-behind** — when the bytes that cannot be freed at once (budget in use minus resident segments that
 //!    already have a file) pass the high-water mark, or a writer is waiting for room: write the segments of the least
-//!    recently used unpinned flight that lack a file, superseded flights first. The segment keeps its memory; it is
-//!    only dropped when room is needed.
-//! 2. **Conversion** — when no upload or computation is in progress: re-encode a segment whose file is an Arrow IPC
-//!    log (a durable upload) as Parquet, then retire the log.
+//!    recently used unpinned flight that lack a file, superseded flights first, as Arrow IPC (the fast format). The
+//!    segment keeps its memory; it is only dropped when room is needed.
+//! 2. **Conversion** — once nothing has been uploaded or computed for [`IDLE_BEFORE_CONVERSION`]: re-encode a
+//!    segment whose file is Arrow IPC (written behind, written because it was too large, or a durable upload's log)
+//!    as Parquet, then retire the IPC file. A conversion stops as soon as an upload, a computation or a writer
+//!    waiting for room shows up, and is tried again at the next idle moment.
 //!
 //! A write that fails (disk full, disk limit) leaves the segment resident and is not retried for a while, so one
 //! flight never blocks the others.
@@ -29,6 +31,8 @@ use crate::error::{Error, Result};
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// How often the writer looks for work without being woken.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How long nothing must have been uploaded or computed before IPC files are converted to Parquet.
+pub(super) const IDLE_BEFORE_CONVERSION: Duration = Duration::from_secs(1);
 
 /// The background writer's shared flags.
 #[derive(Debug, Default)]
@@ -41,6 +45,8 @@ pub(super) struct Background {
     active: AtomicUsize,
     /// Writers waiting for room: write-behind runs even below the high-water mark.
     waiting: AtomicUsize,
+    /// When the last upload or computation ended (or began).
+    last_active: std::sync::Mutex<Option<Instant>>,
     /// The writer's task, joined by `close`.
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -51,9 +57,34 @@ pub(super) struct ActiveGuard(Arc<Shared>);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
+        self.0.background.touch();
         if self.0.background.active.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.0.background.kick.notify_one();
         }
+    }
+}
+
+impl Background {
+    fn touch(&self) {
+        *self.last_active.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// Whether nothing has been uploaded or computed for `quiet`, and nobody waits for room.
+    fn idle_for(&self, quiet: Duration) -> bool {
+        self.active.load(Ordering::Relaxed) == 0
+            && self.waiting.load(Ordering::Relaxed) == 0
+            && self
+                .last_active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none_or(|t| t.elapsed() >= quiet)
+    }
+
+    /// Whether work that conversions must give way to has shown up.
+    fn busy(&self) -> bool {
+        self.active.load(Ordering::Relaxed) > 0
+            || self.waiting.load(Ordering::Relaxed) > 0
+            || self.stop.load(Ordering::Relaxed)
     }
 }
 
@@ -63,6 +94,20 @@ pub(super) struct WaitGuard<'a>(&'a Background);
 impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a background job did not finish.
+enum Interrupted {
+    /// A conversion stopped for foreground work; it is tried again later.
+    GaveWay,
+    /// A real failure (disk full, I/O): the segment is left alone for a while.
+    Failed(Error),
+}
+
+impl From<Error> for Interrupted {
+    fn from(e: Error) -> Self {
+        Interrupted::Failed(e)
     }
 }
 
@@ -106,6 +151,7 @@ impl FlightStore {
     /// Marks an upload or computation in progress until the guard drops.
     pub(super) fn active(&self) -> ActiveGuard {
         self.shared.background.active.fetch_add(1, Ordering::Relaxed);
+        self.shared.background.touch();
         ActiveGuard(Arc::clone(&self.shared))
     }
 
@@ -140,7 +186,7 @@ impl FlightStore {
             let memory = Arc::clone(seg.memory.as_ref()?);
             return Some(Job::Write(id, Arc::clone(&seg.schema), memory));
         }
-        if self.shared.background.active.load(Ordering::Relaxed) == 0 {
+        if self.shared.background.idle_for(IDLE_BEFORE_CONVERSION) {
             let id = st
                 .segments
                 .iter()
@@ -148,7 +194,7 @@ impl FlightStore {
                     !s.busy
                         && s.retry_after.is_none_or(|t| t <= now)
                         && s.file.as_ref().is_some_and(|f| f.format == Format::Ipc)
-                        && Format::for_schema(&s.schema) == Format::Parquet
+                        && Format::at_rest(&s.schema) == Format::Parquet
                 })
                 .map(|(id, _)| *id)?;
             let seg = st.segments.get_mut(&id)?;
@@ -161,15 +207,28 @@ impl FlightStore {
 
     async fn run_job(&self, job: Job) {
         let (id, result) = match job {
-            Job::Write(id, schema, memory) => (id, self.write_segment(id, schema, memory, true).await),
+            Job::Write(id, schema, memory) => (
+                id,
+                self.write_segment(id, schema, memory, true)
+                    .await
+                    .map_err(Interrupted::Failed),
+            ),
             Job::Convert(id, schema, file) => (id, self.convert_segment(id, schema, file).await),
         };
-        if let Err(e) = result {
-            tracing::warn!(segment = %id, error = %e, "background write failed; will retry later");
-            let mut st = self.state();
-            if let Some(seg) = st.segments.get_mut(&id) {
-                seg.busy = false;
-                seg.retry_after = Some(Instant::now() + RETRY_AFTER);
+        match result {
+            Ok(()) => {}
+            Err(Interrupted::GaveWay) => {
+                if let Some(seg) = self.state().segments.get_mut(&id) {
+                    seg.busy = false;
+                }
+            }
+            Err(Interrupted::Failed(e)) => {
+                tracing::warn!(segment = %id, error = %e, "background write failed; will retry later");
+                let mut st = self.state();
+                if let Some(seg) = st.segments.get_mut(&id) {
+                    seg.busy = false;
+                    seg.retry_after = Some(Instant::now() + RETRY_AFTER);
+                }
             }
         }
     }
@@ -187,29 +246,39 @@ impl FlightStore {
             self.check_disk(memory.num_bytes()).await?;
         }
         let dir = self.shared.spill_dir.clone();
-        let file = tokio::task::spawn_blocking(move || spill::write_all(&dir, schema, memory.batches()))
+        let file = tokio::task::spawn_blocking(move || spill::write_all(&dir, schema, Format::Ipc, memory.batches()))
             .await
             .map_err(|e| Error::internal(format!("spill task failed: {e}")))??;
         self.shared.counters.spills.fetch_add(1, Ordering::Relaxed);
         self.install_file(id, Arc::new(file), false).await
     }
 
-    /// Re-encodes an IPC segment file as Parquet, batch by batch.
-    async fn convert_segment(&self, id: SegmentId, schema: SchemaRef, file: Arc<SegmentFile>) -> Result<()> {
+    /// Re-encodes an IPC segment file as Parquet, batch by batch, giving way to any foreground work.
+    async fn convert_segment(
+        &self,
+        id: SegmentId,
+        schema: SchemaRef,
+        file: Arc<SegmentFile>,
+    ) -> std::result::Result<(), Interrupted> {
         self.check_disk(file.bytes).await?;
         let dir = self.shared.spill_dir.clone();
         let source = Arc::clone(&file);
-        let parquet = tokio::task::spawn_blocking(move || -> Result<SegmentFile> {
-            let mut w = spill::SpillWriter::create(&dir, schema)?;
+        let shared = Arc::clone(&self.shared);
+        let parquet = tokio::task::spawn_blocking(move || -> std::result::Result<SegmentFile, Interrupted> {
+            let mut w = spill::SpillWriter::create(&dir, schema, Format::Parquet)?;
             for batch in spill::reader(&source.path, source.format, None, None)? {
+                if shared.background.busy() {
+                    // Dropping the writer deletes its temp file.
+                    return Err(Interrupted::GaveWay);
+                }
                 w.write(&batch?)?;
             }
-            w.finish()
+            Ok(w.finish()?)
         })
         .await
         .map_err(|e| Error::internal(format!("conversion task failed: {e}")))??;
         self.shared.counters.conversions.fetch_add(1, Ordering::Relaxed);
-        self.install_file(id, Arc::new(parquet), true).await
+        Ok(self.install_file(id, Arc::new(parquet), true).await?)
     }
 
     /// Gives segment `id` its (new) file, records it, and records every flight now wholly on disk. The replaced

@@ -8,7 +8,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::background::ActiveGuard;
 use super::log::UploadLog;
-use super::spill::{SegmentFile, SpillWriter};
+use super::spill::{Format, SegmentFile, SpillWriter};
 use super::{FlightStore, Reservation, Resident, batch_bytes, compact_if_wasteful};
 use crate::error::{Error, Result};
 
@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 ///
 /// Batches are kept in memory while the budget can make room for them (see [`FlightStore::reserve`]). When it
 /// cannot, an upload with a log (durable) simply stops keeping them in memory — the log has them — and any other
-/// writer moves what it holds to a new segment file and streams the rest there. Dropping a writer (a failed or
+/// writer moves what it holds to a new segment file (Arrow IPC, converted to Parquet later) and streams the rest
+/// there. Dropping a writer (a failed or
 /// abandoned upload) releases its memory and deletes its files.
 #[derive(Debug)]
 pub struct FlightWriter {
@@ -167,7 +168,7 @@ impl FlightWriter {
         let batches = std::mem::take(&mut self.batches);
         self.store.check_disk(self.bytes).await?;
         let writer = tokio::task::spawn_blocking(move || -> Result<SpillWriter> {
-            let mut w = SpillWriter::create(&dir, schema)?;
+            let mut w = SpillWriter::create(&dir, schema, Format::Ipc)?;
             for b in &batches {
                 w.write(b)?;
             }
