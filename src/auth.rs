@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use crate::throttle::LoginThrottle;
 
 /// The grant key that stands for every namespace.
 pub const WILDCARD: &str = "*";
@@ -195,23 +197,36 @@ pub struct Authenticator {
     pub tokens: TokenAuthority,
     /// Users for Basic credentials; `None` means only bearer tokens are accepted.
     pub users: Option<Arc<Users>>,
+    /// Bounds password checks and refuses repeated failures (see [`crate::throttle`]).
+    pub throttle: LoginThrottle,
 }
 
 impl Authenticator {
-    /// The principal behind `user:password`; UNAUTHENTICATED when wrong or when there is no users file.
+    /// The principal behind `user:password` sent from `peer`; UNAUTHENTICATED when wrong or when there is no
+    /// users file, RESOURCE_EXHAUSTED or UNAVAILABLE when throttled (see [`crate::throttle`]).
     /// Argon2 is slow on purpose, so the check runs on the blocking pool, off the async workers.
-    pub async fn login(&self, user: String, password: String) -> Result<Principal> {
+    pub async fn login(&self, user: String, password: String, peer: Option<IpAddr>) -> Result<Principal> {
         let users = Arc::clone(self.users.as_ref().ok_or_else(|| {
             Error::unauthenticated(
                 "flightbay: this server has no users file; authenticate with a bearer token (`flightbay token`)",
             )
         })?);
-        tokio::task::spawn_blocking(move || {
-            let grants = users.check(&user, &password)?;
-            Ok(Principal { subject: user, grants })
-        })
-        .await
-        .map_err(|e| Error::internal(format!("password check failed: {e}")))?
+        let permit = self.throttle.admit(&user, peer).await?;
+        let name = user.clone();
+        let checked = tokio::task::spawn_blocking(move || users.check(&name, &password))
+            .await
+            .map_err(|e| Error::internal(format!("password check failed: {e}")))?;
+        drop(permit);
+        match checked {
+            Ok(grants) => {
+                self.throttle.record_success(&user);
+                Ok(Principal { subject: user, grants })
+            }
+            Err(e) => {
+                self.throttle.record_failure(&user, peer);
+                Err(e)
+            }
+        }
     }
 
     /// The principal behind a bearer token.
@@ -346,6 +361,7 @@ impl Users {
                 ))
             })?;
         }
+        dummy_hash();
         Ok(users)
     }
 
@@ -354,8 +370,7 @@ impl Users {
         let denied = || Error::unauthenticated("flightbay: unknown user or wrong password");
         let Some(entry) = self.users.get(user) else {
             // Spend the same time as for a known user, so response times do not tell which user names exist.
-            static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-            if let Some(dummy) = DUMMY.get_or_init(|| hash_password("flightbay-dummy").ok())
+            if let Some(dummy) = dummy_hash()
                 && let Ok(hash) = PasswordHash::new(dummy)
             {
                 // The result is ignored on purpose: the user does not exist either way.
@@ -369,6 +384,13 @@ impl Users {
             .map_err(|_| denied())?;
         Ok(entry.grants.clone())
     }
+}
+
+/// The hash unknown users are checked against: made with the same parameters as [`hash_password`], once per
+/// process ([`Users::load`] makes it, so the first unknown user does not pay for it and stand out by time).
+fn dummy_hash() -> Option<&'static str> {
+    static DUMMY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("flightbay-dummy").ok()).as_deref()
 }
 
 /// An argon2id hash of `password` in PHC form, with a random salt.

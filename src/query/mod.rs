@@ -9,6 +9,7 @@ pub mod catalog;
 mod join;
 mod ops;
 mod resample;
+mod visible;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use serde::Serialize;
 use cache::ResultCache;
 pub use cache::{CacheKey, CacheStats, CacheStatus};
 use catalog::{CATALOG, FlightTable, StoreCatalog};
+pub use visible::Scope;
 
 use crate::error::{Error, Result};
 use crate::protocol::command::{Op, with_resolved_sources};
@@ -109,14 +111,22 @@ impl Engine {
 
     /// Runs `op` (or finds its cached result) and names the result `name` if given.
     pub async fn run(&self, op: Op, name: Option<QualifiedName>) -> Result<Outcome> {
-        self.run_checked(op, name, &|_| Ok(())).await
+        self.run_checked(op, name, &|_| Ok(()), None).await
     }
 
     /// [`Engine::run`], but first hands the resolved input ids to `check`, which may refuse the request. The check
     /// runs after names are resolved and SQL is planned, before any data is read, computed or published, so a
-    /// refused request leaves the store as it was. The service layer uses it for authorization.
-    pub async fn run_checked(&self, op: Op, name: Option<QualifiedName>, check: &InputCheck<'_>) -> Result<Outcome> {
-        let (key, lineage, work) = self.prepare(op, check).await?;
+    /// refused request leaves the store as it was. With a `scope`, SQL is planned against only the namespaces and
+    /// flights the scope may read (see [`Scope`]), so what it cannot read does not show even in planner errors
+    /// or `information_schema`. The service layer uses both for authorization.
+    pub async fn run_checked(
+        &self,
+        op: Op,
+        name: Option<QualifiedName>,
+        check: &InputCheck<'_>,
+        scope: Option<Arc<dyn Scope>>,
+    ) -> Result<Outcome> {
+        let (key, lineage, work) = self.prepare(op, check, scope).await?;
         let publish = |work: Work| async {
             let flight = self.publish(work, lineage.clone(), name.as_ref()).await?;
             Ok::<_, Error>(flight.id())
@@ -140,9 +150,14 @@ impl Engine {
     }
 
     /// Resolves inputs and builds the cache key (None when uncacheable), the lineage and the work.
-    async fn prepare(&self, op: Op, check: &InputCheck<'_>) -> Result<(Option<CacheKey>, Lineage, Work)> {
+    async fn prepare(
+        &self,
+        op: Op,
+        check: &InputCheck<'_>,
+        scope: Option<Arc<dyn Scope>>,
+    ) -> Result<(Option<CacheKey>, Lineage, Work)> {
         if let Op::Sql { query } = &op {
-            return self.prepare_sql(query, check).await;
+            return self.prepare_sql(query, check, scope).await;
         }
         let mut sources = Vec::new();
         let mut op = op;
@@ -235,12 +250,22 @@ impl Engine {
             .map_err(|e| Error::internal(format!("native op task failed: {e}")))?
     }
 
-    async fn prepare_sql(&self, query: &str, check: &InputCheck<'_>) -> Result<(Option<CacheKey>, Lineage, Work)> {
+    async fn prepare_sql(
+        &self,
+        query: &str,
+        check: &InputCheck<'_>,
+        scope: Option<Arc<dyn Scope>>,
+    ) -> Result<(Option<CacheKey>, Lineage, Work)> {
+        // Deep expressions overflow stacks in code that cannot be protected (derived Clone, Hash, Drop of plans).
+        crate::protocol::sql_depth::check("query", query)?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let state = self.ctx.state();
+        let state = match scope {
+            Some(scope) => visible::session_state(self.ctx.state(), &self.store, scope),
+            None => self.ctx.state(),
+        };
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state.sql_to_statement(query, &dialect)?;
         if !is_query(&statement) {

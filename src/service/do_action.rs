@@ -16,7 +16,7 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<FlightAction>,
 ) -> Result<Response<BoxStream<arrow_flight::Result>>, Status> {
-    let access = authorize(service, request.metadata()).await?;
+    let access = authorize(service, &request).await?;
     let action = request.into_inner();
     let parsed = Action::try_decode(&action.r#type, &action.body)?;
     let value = run(service, &access, parsed).await?;
@@ -69,7 +69,11 @@ async fn run(service: &FlightbayService, access: &Access, action: Action) -> Res
         }
         Action::Stats => {
             access.require_everywhere(Level::Admin)?;
-            Ok(json!({ "store": store.stats(), "engine": service.engine().stats() }))
+            Ok(json!({
+                "store": store.stats(),
+                "engine": service.engine().stats(),
+                "compute": service.inner.compute.stats(),
+            }))
         }
         Action::Health => Ok(json!({
             "status": "ok",

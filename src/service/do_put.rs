@@ -7,13 +7,14 @@
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightData, PutResult};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::{Access, authorize};
 use super::{BoxStream, FlightbayService};
 use crate::error::{Error, Result};
 use crate::protocol::metadata::PutMetadata;
+use crate::protocol::upload::check_message;
 use crate::protocol::{Command, Descriptor};
 use crate::store::{FlightRef, FlightWriter, PutTarget};
 
@@ -21,7 +22,7 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<Streaming<FlightData>>,
 ) -> Result<Response<BoxStream<PutResult>>, Status> {
-    let access = authorize(service, request.metadata()).await?;
+    let access = authorize(service, &request).await?;
     let result = upload(service, &access, request.into_inner()).await?;
     Ok(Response::new(futures::stream::iter([Ok(result)]).boxed()))
 }
@@ -30,7 +31,7 @@ async fn upload(service: &FlightbayService, access: &Access, mut stream: Streami
     let first = stream
         .message()
         .await
-        .map_err(|s| Error::Cancelled(format!("upload stream failed: {}", s.message())))?
+        .map_err(Error::from_client_stream)?
         .ok_or_else(|| Error::invalid("empty DoPut stream: the first message must carry a descriptor and schema"))?;
     let descriptor = first
         .flight_descriptor
@@ -56,12 +57,14 @@ async fn upload(service: &FlightbayService, access: &Access, mut stream: Streami
             ));
         }
     };
-    access.write_name(&target.name)?;
+    access.put(&target)?;
     let store = service.store();
     store.check_put(&target)?;
 
-    let messages =
-        futures::stream::once(async { Ok(first) }).chain(stream.map_err(|s| FlightError::Tonic(Box::new(s))));
+    let messages = futures::stream::once(async { Ok(first) }).chain(stream).map(|m| {
+        let checked = m.map_err(Error::from_client_stream).and_then(check_message);
+        checked.map_err(|e| FlightError::ExternalError(Box::new(e)))
+    });
     let mut decoder = FlightDataDecoder::new(messages);
     let mut writer: Option<FlightWriter> = None;
     while let Some(decoded) = decoder.next().await {

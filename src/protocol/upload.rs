@@ -1,0 +1,127 @@
+//! The checks every DoPut message passes before arrow decodes it.
+//!
+//! A Flight upload message carries an Arrow IPC `Message` flatbuffer (`data_header`) and its body (`data_body`).
+//! arrow's reader trusts the header: a body shorter than the header's `bodyLength`, or a buffer whose
+//! `offset + length` lies past the body, makes it slice out of bounds and panic. [`check_message`] verifies those
+//! numbers first, so a malformed upload is INVALID_ARGUMENT and never reaches the decoder.
+//!
+//! ```text
+//! data_header: Message { version, header: RecordBatch { length, nodes, buffers: [{offset, length}, …] }, bodyLength }
+//! data_body:   bodyLength bytes; every buffer lies inside it
+//! ```
+
+use arrow::ipc::{MessageHeader, root_as_message};
+use arrow_flight::FlightData;
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use futures::StreamExt;
+
+use crate::error::{Error, Result};
+
+/// Returns `data` if its IPC header agrees with its body (see the module docs); INVALID_ARGUMENT otherwise.
+pub fn check_message(data: FlightData) -> Result<FlightData> {
+    if data.data_header.is_empty() {
+        // Metadata-only messages carry no IPC message; the decoder skips them.
+        return Ok(data);
+    }
+    let message = root_as_message(&data.data_header)
+        .map_err(|e| Error::invalid(format!("upload message: the IPC header is not a valid flatbuffer: {e}")))?;
+    let body = data.data_body.len() as u64;
+    let announced = u64::try_from(message.bodyLength())
+        .map_err(|_| Error::invalid("upload message: the IPC header announces a negative body length"))?;
+    if announced > body {
+        return Err(Error::invalid(format!(
+            "upload message: the IPC body is {body} bytes but its header announces {announced}"
+        )));
+    }
+    let buffers = match message.header_type() {
+        MessageHeader::RecordBatch => message.header_as_record_batch().and_then(|b| b.buffers()),
+        MessageHeader::DictionaryBatch => message
+            .header_as_dictionary_batch()
+            .and_then(|d| d.data())
+            .and_then(|b| b.buffers()),
+        _ => None,
+    };
+    for (i, buffer) in buffers.iter().flatten().enumerate() {
+        let end = u64::try_from(buffer.offset())
+            .ok()
+            .zip(u64::try_from(buffer.length()).ok())
+            .and_then(|(offset, length)| offset.checked_add(length));
+        match end {
+            Some(end) if end <= announced => {}
+            _ => {
+                return Err(Error::invalid(format!(
+                    "upload message: buffer {i} (offset {}, length {}) lies outside the {announced}-byte body",
+                    buffer.offset(),
+                    buffer.length()
+                )));
+            }
+        }
+    }
+    Ok(data)
+}
+
+/// Checks and decodes a whole upload the way DoPut does (for tests and fuzzing): every payload, or the first
+/// error. Never panics, whatever the bytes.
+pub fn decode_messages(messages: Vec<FlightData>) -> Result<Vec<DecodedPayload>> {
+    let checked = messages
+        .into_iter()
+        .map(|m| check_message(m).map_err(|e| arrow_flight::error::FlightError::ExternalError(Box::new(e))));
+    let mut decoder = FlightDataDecoder::new(futures::stream::iter(checked));
+    futures::executor::block_on(async {
+        let mut out = Vec::new();
+        while let Some(decoded) = decoder.next().await {
+            out.push(decoded.map_err(Error::from)?.payload);
+        }
+        Ok(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    use arrow::record_batch::RecordBatch;
+    use arrow_flight::encode::FlightDataEncoderBuilder;
+    use futures::TryStreamExt;
+
+    use super::*;
+
+    fn messages() -> Vec<FlightData> {
+        let batch = RecordBatch::try_from_iter([
+            ("id", Arc::new(Int64Array::from_iter_values(0..100)) as ArrayRef),
+            (
+                "s",
+                Arc::new(StringArray::from_iter_values((0..100).map(|i| format!("v{i}")))) as ArrayRef,
+            ),
+        ])
+        .expect("batch");
+        let encoded = FlightDataEncoderBuilder::new().build(futures::stream::iter([Ok(batch)]));
+        futures::executor::block_on(encoded.try_collect::<Vec<_>>()).expect("encode")
+    }
+
+    #[test]
+    fn well_formed_uploads_decode() {
+        let decoded = decode_messages(messages()).expect("decodes");
+        assert!(matches!(decoded[0], DecodedPayload::Schema(_)));
+        assert!(matches!(&decoded[1], DecodedPayload::RecordBatch(b) if b.num_rows() == 100));
+    }
+
+    #[test]
+    fn short_bodies_are_invalid_not_panics() {
+        for cut in [1, 8, 100] {
+            let mut m = messages();
+            let body = m[1].data_body.clone();
+            m[1].data_body = body.slice(..body.len() - cut);
+            let e = decode_messages(m).expect_err("short body");
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+            assert!(e.to_string().contains("announces"), "{e}");
+        }
+        let mut m = messages();
+        m[1].data_header = bytes::Bytes::from_static(b"\x00garbage header");
+        assert_eq!(
+            decode_messages(m).expect_err("garbage").code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+}
