@@ -9,5 +9,7 @@ mod cli;
 mod common;
 mod deep_input;
 mod derive;
+mod hostile;
+mod leaks;
 mod put_get;
 mod spill;

@@ -329,7 +329,8 @@ fn is_query(statement: &datafusion::sql::parser::Statement) -> bool {
 }
 
 /// Rewrites every scan of a flight to the table name `f<id>` (so the key names ids, not the names that pointed
-/// at them), and reports the input ids and whether any expression is volatile.
+/// at them), and reports the input ids and whether the result may not be cached (a volatile expression, or a scan
+/// of anything but a flight).
 fn canonicalize(plan: LogicalPlan) -> Result<(LogicalPlan, Vec<FlightId>, bool)> {
     use datafusion::common::TableReference;
     use datafusion::common::tree_node::Transformed;
@@ -347,6 +348,10 @@ fn canonicalize(plan: LogicalPlan) -> Result<(LogicalPlan, Vec<FlightId>, bool)>
                         inputs.push(table.id());
                     }
                     scan.table_name = TableReference::bare(table.id().table_name());
+                } else {
+                    // Not an immutable flight (information_schema, whose rows change and differ by caller):
+                    // never cached, or one caller's view would answer another's.
+                    volatile = true;
                 }
                 return Ok(Transformed::yes(LogicalPlan::TableScan(scan)));
             }
