@@ -18,6 +18,9 @@ pub mod sql_depth;
 pub mod ticket;
 pub mod upload;
 
+#[cfg(test)]
+mod properties;
+
 pub use action::Action;
 pub use command::{Command, Op};
 pub use ticket::Ticket;

@@ -3,17 +3,23 @@
 //! A Flight upload message carries an Arrow IPC `Message` flatbuffer (`data_header`) and its body (`data_body`).
 //! arrow's reader trusts the header: a body shorter than the header's `bodyLength`, or a buffer whose
 //! `offset + length` lies past the body, makes it slice out of bounds and panic. [`check_message`] verifies those
-//! numbers first, so a malformed upload is INVALID_ARGUMENT and never reaches the decoder.
+//! numbers first, so a malformed upload is INVALID_ARGUMENT and never reaches the decoder. arrow's schema
+//! conversion also panics (`unimplemented!`) on type ids and units it does not know; there are dozens of such
+//! cases, so [`decoder`] runs arrow-flight's decoder with panics caught and answers them as INVALID_ARGUMENT too
+//! (found by the property tests and fuzzing; see `fuzz/` and docs/reliability.md).
 //!
 //! ```text
 //! data_header: Message { version, header: RecordBatch { length, nodes, buffers: [{offset, length}, …] }, bodyLength }
 //! data_body:   bodyLength bytes; every buffer lies inside it
 //! ```
 
+use std::panic::AssertUnwindSafe;
+
 use arrow::ipc::{MessageHeader, root_as_message};
 use arrow_flight::FlightData;
-use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
-use futures::StreamExt;
+use arrow_flight::decode::{DecodedFlightData, DecodedPayload, FlightDataDecoder};
+use arrow_flight::error::FlightError;
+use futures::{Stream, StreamExt};
 
 use crate::error::{Error, Result};
 
@@ -60,13 +66,34 @@ pub fn check_message(data: FlightData) -> Result<FlightData> {
     Ok(data)
 }
 
+/// DoPut's decoder: every message passes [`check_message`], then arrow-flight's decoder, whose panics on
+/// malformed input end the stream with INVALID_ARGUMENT instead of unwinding through the handler.
+pub fn decoder<S>(messages: S) -> impl Stream<Item = Result<DecodedFlightData, FlightError>> + Send
+where
+    S: Stream<Item = Result<FlightData, FlightError>> + Send + 'static,
+{
+    let checked =
+        messages.map(|m| m.and_then(|m| check_message(m).map_err(|e| FlightError::ExternalError(Box::new(e)))));
+    AssertUnwindSafe(FlightDataDecoder::new(checked))
+        .catch_unwind()
+        .map(|polled| {
+            polled.unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(FlightError::ExternalError(Box::new(Error::invalid(format!(
+                    "upload message could not be decoded: {why}"
+                )))))
+            })
+        })
+}
+
 /// Checks and decodes a whole upload the way DoPut does (for tests and fuzzing): every payload, or the first
 /// error. Never panics, whatever the bytes.
 pub fn decode_messages(messages: Vec<FlightData>) -> Result<Vec<DecodedPayload>> {
-    let checked = messages
-        .into_iter()
-        .map(|m| check_message(m).map_err(|e| arrow_flight::error::FlightError::ExternalError(Box::new(e))));
-    let mut decoder = FlightDataDecoder::new(futures::stream::iter(checked));
+    let mut decoder = Box::pin(decoder(futures::stream::iter(messages.into_iter().map(Ok))));
     futures::executor::block_on(async {
         let mut out = Vec::new();
         while let Some(decoded) = decoder.next().await {

@@ -28,6 +28,8 @@ use serde::Serialize;
 use cache::ResultCache;
 pub use cache::{CacheKey, CacheStats, CacheStatus};
 use catalog::{CATALOG, FlightTable, StoreCatalog};
+/// `resample`'s bin-width parser (`1h`, `15min`, `1D`), public for the fuzz targets and property tests.
+pub use resample::parse_every;
 pub use visible::Scope;
 
 use crate::error::{Error, Result};

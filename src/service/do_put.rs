@@ -4,7 +4,7 @@
 //! default put mode; `CMD {"op":"put",…}` picks name, namespace and mode. Nothing becomes visible until the last
 //! batch has arrived; a stream that fails or disconnects midway leaves no flight and moves no name.
 
-use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::decode::DecodedPayload;
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightData, PutResult};
 use futures::StreamExt;
@@ -14,7 +14,7 @@ use super::auth::{Access, authorize};
 use super::{BoxStream, FlightbayService};
 use crate::error::{Error, Result};
 use crate::protocol::metadata::PutMetadata;
-use crate::protocol::upload::check_message;
+use crate::protocol::upload;
 use crate::protocol::{Command, Descriptor};
 use crate::store::{FlightRef, FlightWriter, PutTarget};
 
@@ -61,11 +61,10 @@ async fn upload(service: &FlightbayService, access: &Access, mut stream: Streami
     let store = service.store();
     store.check_put(&target)?;
 
-    let messages = futures::stream::once(async { Ok(first) }).chain(stream).map(|m| {
-        let checked = m.map_err(Error::from_client_stream).and_then(check_message);
-        checked.map_err(|e| FlightError::ExternalError(Box::new(e)))
-    });
-    let mut decoder = FlightDataDecoder::new(messages);
+    let messages = futures::stream::once(async { Ok(first) })
+        .chain(stream)
+        .map(|m| m.map_err(|s| FlightError::ExternalError(Box::new(Error::from_client_stream(s)))));
+    let mut decoder = std::pin::pin!(upload::decoder(messages));
     let mut writer: Option<FlightWriter> = None;
     while let Some(decoded) = decoder.next().await {
         match decoded?.payload {
