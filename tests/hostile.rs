@@ -62,10 +62,18 @@ pub async fn channel(server: &TestServer) -> Channel {
 
 /// Sends `body` as the one request message of a unary or server-streaming RPC and returns the status code.
 pub async fn raw_unary(server: &TestServer, method: &str, body: &[u8]) -> Code {
+    raw_unary_as(server, None, method, body).await
+}
+
+/// [`raw_unary`] with an `authorization` header.
+pub async fn raw_unary_as(server: &TestServer, auth: Option<&str>, method: &str, body: &[u8]) -> Code {
     let mut grpc = tonic::client::Grpc::new(channel(server).await);
     grpc.ready().await.unwrap();
     let path = http::uri::PathAndQuery::try_from(format!("/arrow.flight.protocol.FlightService/{method}")).unwrap();
-    let request = tonic::Request::new(Bytes::copy_from_slice(body));
+    let mut request = tonic::Request::new(Bytes::copy_from_slice(body));
+    if let Some(auth) = auth {
+        request.metadata_mut().insert("authorization", auth.parse().unwrap());
+    }
     match grpc.server_streaming(request, path, RawCodec).await {
         Ok(response) => {
             let mut stream = response.into_inner();
@@ -83,10 +91,18 @@ pub async fn raw_unary(server: &TestServer, method: &str, body: &[u8]) -> Code {
 
 /// Sends `messages` as a DoPut stream of raw protobuf messages and returns the status code.
 pub async fn raw_put(server: &TestServer, messages: Vec<Bytes>) -> Code {
+    raw_put_as(server, None, messages).await
+}
+
+/// [`raw_put`] with an `authorization` header.
+pub async fn raw_put_as(server: &TestServer, auth: Option<&str>, messages: Vec<Bytes>) -> Code {
     let mut grpc = tonic::client::Grpc::new(channel(server).await);
     grpc.ready().await.unwrap();
     let path = http::uri::PathAndQuery::from_static("/arrow.flight.protocol.FlightService/DoPut");
-    let request = tonic::Request::new(futures::stream::iter(messages));
+    let mut request = tonic::Request::new(futures::stream::iter(messages));
+    if let Some(auth) = auth {
+        request.metadata_mut().insert("authorization", auth.parse().unwrap());
+    }
     match grpc.streaming(request, path, RawCodec).await {
         Ok(response) => {
             let mut stream = response.into_inner();
