@@ -4,8 +4,10 @@
 //! core, by design. Without a bound, 48 parallel bogus logins took a server from 226 MB to 1.17 GB RSS, and a
 //! guesser could try passwords as fast as the cores hash. [`LoginThrottle`] makes logins cheap to refuse:
 //!
-//! - at most [`MAX_CONCURRENT_CHECKS`] verifications run at once; up to [`MAX_WAITING_CHECKS`] more wait for a
-//!   slot, and the rest are refused at once with UNAVAILABLE (and a retry hint), so memory stays bounded;
+//! - at most [`MAX_CONCURRENT_CHECKS`] verifications run at once, on that many threads of the throttle's own
+//!   (the allocator keeps a freed 19 MiB block in the arena of the thread that used it, so checks spread over
+//!   the blocking pool's many threads would keep one block per thread); up to [`MAX_WAITING_CHECKS`] more wait
+//!   for a slot, and the rest are refused at once with UNAVAILABLE (and a retry hint), so memory stays bounded;
 //! - after [`MAX_USER_FAILURES`] failed logins for one user name (known or not), or [`MAX_PEER_FAILURES`] from
 //!   one client address, within [`FAILURE_WINDOW`], further attempts for it are refused with RESOURCE_EXHAUSTED
 //!   until the window has passed, without hashing anything. A successful login clears the user's count.
@@ -15,7 +17,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -49,6 +52,9 @@ struct Window {
     failures: u32,
 }
 
+/// A password check handed to the check threads.
+type Job = Box<dyn FnOnce() + Send>;
+
 /// The throttle of one server (see the module docs).
 #[derive(Debug)]
 pub struct LoginThrottle {
@@ -57,14 +63,43 @@ pub struct LoginThrottle {
     admitted: Semaphore,
     /// A std mutex: held only to read or bump a counter, never across an await.
     failures: Mutex<HashMap<Key, Window>>,
+    /// Feeds the check threads; dropping it (with the throttle) ends them.
+    jobs: Mutex<Sender<Job>>,
 }
 
 impl Default for LoginThrottle {
     fn default() -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        // A std mutex around the receiver: each idle thread takes the next job; held only while taking it.
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..MAX_CONCURRENT_CHECKS {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("flightbay-login-{i}"))
+                .spawn(move || run_checks(&queue));
+            if let Err(e) = spawned {
+                tracing::warn!("cannot start a password check thread: {e}");
+            }
+        }
         Self {
             checks: Semaphore::new(MAX_CONCURRENT_CHECKS),
             admitted: Semaphore::new(MAX_CONCURRENT_CHECKS + MAX_WAITING_CHECKS),
             failures: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(jobs),
+        }
+    }
+}
+
+/// A check thread: runs jobs until the throttle is dropped.
+fn run_checks(queue: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = match queue.lock() {
+            Ok(q) => q.recv(),
+            Err(poisoned) => poisoned.into_inner().recv(),
+        };
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
         }
     }
 }
@@ -102,6 +137,28 @@ impl LoginThrottle {
             _check: check,
             _admitted: admitted,
         })
+    }
+
+    /// Runs `check` (a password verification) on a check thread; the caller holds a [`CheckPermit`] from
+    /// [`LoginThrottle::admit`], so at most [`MAX_CONCURRENT_CHECKS`] run at once.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        _permit: &CheckPermit<'_>,
+        check: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // Err: the login was abandoned (client gone); nobody waits for the answer.
+            let _ = done.send(check());
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job)
+            .map_err(|_| Error::internal("the password check threads have stopped"))?;
+        result
+            .await
+            .map_err(|_| Error::internal("a password check thread failed"))
     }
 
     /// Counts a failed login of `user` from `peer`.
