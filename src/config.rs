@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
     /// Run the Flight server (the default).
-    Serve(Config),
+    Serve(Box<Config>),
     /// Mint a bearer token for scripts (signed with the server's --jwt-secret).
     Token(TokenArgs),
     /// Read a password from stdin and print its argon2 hash for the users file.
@@ -56,7 +56,7 @@ impl Cli {
     /// The server config, whichever way it was given.
     pub fn into_config(self) -> Config {
         match self.command {
-            Some(CliCommand::Serve(config)) => config,
+            Some(CliCommand::Serve(config)) => *config,
             Some(CliCommand::Token(_) | CliCommand::HashPassword) | None => self.serve,
         }
     }
