@@ -79,13 +79,13 @@ class Stats:
             self.error_examples.setdefault(f"{op} {code}", str(e)[:300])
 
 
-def client_loop(uri: str, index: int, deadline: float, rows: int, stats: Stats, seed: int) -> None:
+def client_loop(uri: str, index: int, deadline: float, rows: int, stats: Stats, seed: int, heavy: bool) -> None:
     rng = random.Random(seed * 1000 + index)
     client = fl.connect(uri)
     mine: list[str] = []
     n = 0
     ops = ["upload"] * 3 + ["append"] * 2 + ["get"] * 4 + ["burst"] * 3 + ["sql"] * 2 + ["op"] * 3 + \
-        ["drop"] + ["deadline"]
+        ["drop"] + (["deadline"] if heavy else [])
     while time.monotonic() < deadline:
         op = rng.choice(ops)
         started = time.monotonic()
@@ -159,19 +159,21 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--memory-limit", default="512MiB")
     parser.add_argument("--server-arg", action="append", default=[], help="extra flightbay flag (repeatable)")
+    parser.add_argument("--no-heavy", action="store_true", help="leave out the deadline-bound heavy query")
     args = parser.parse_args()
     if args.short:
         args.clients, args.seconds, args.rows = max(args.clients, 32), 15, 2000
 
     with tempfile.TemporaryDirectory(prefix="flightbay-soak-") as tmp:
-        server = Server(Path(tmp) / "data", "--memory-limit", args.memory_limit, *args.server_arg)
+        server = Server(Path(tmp) / "data", "--ephemeral", "--memory-limit", args.memory_limit, *args.server_arg)
         try:
             admin = fl.connect(server.uri)
             put(admin, fl.FlightDescriptor.for_path("soak", "base"), table(args.rows))
             stats = Stats()
             deadline = time.monotonic() + args.seconds
             threads = [
-                threading.Thread(target=client_loop, args=(server.uri, i, deadline, args.rows, stats, args.seed))
+                threading.Thread(target=client_loop,
+                                 args=(server.uri, i, deadline, args.rows, stats, args.seed, not args.no_heavy))
                 for i in range(args.clients)
             ]
             started = time.monotonic()

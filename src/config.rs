@@ -140,7 +140,8 @@ pub struct Config {
     #[arg(long, env = "FLIGHTBAY_QUERY_TIMEOUT", default_value = "10m", value_parser = parse_timeout)]
     pub query_timeout: Duration,
 
-    /// SQL queries and ops computed at once; more wait in the queue. Default: the number of CPU cores.
+    /// SQL queries and ops computed at once; more wait in the queue. Default: four per CPU core (most requests are
+    /// short or answered from the cache, and should not wait behind a long one).
     #[arg(long, env = "FLIGHTBAY_MAX_CONCURRENT_QUERIES")]
     pub max_concurrent_queries: Option<usize>,
 
@@ -185,11 +186,11 @@ impl Config {
         (!self.query_timeout.is_zero()).then_some(self.query_timeout)
     }
 
-    /// `--max-concurrent-queries`, or the number of CPU cores (at least 1) when unset or 0.
+    /// `--max-concurrent-queries`, or four per CPU core when unset or 0.
     pub fn max_concurrent_queries_resolved(&self) -> usize {
         match self.max_concurrent_queries {
             Some(n) if n > 0 => n,
-            _ => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            _ => 4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }

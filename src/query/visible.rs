@@ -5,6 +5,9 @@
 //! request with a [`Scope`] is planned in a `SessionState` made from the engine's long-lived one with this catalog
 //! in place of the store's: resolving a table the caller may not read fails with the scope's error before its
 //! schema is looked at, and `information_schema` lists only what the caller may read.
+//!
+//! The same per-request state also makes every operator of the physical plan yield now and then
+//! ([`YieldEverywhere`]), so that a request whose client went away, or whose deadline passed, stops computing.
 
 use std::sync::Arc;
 
@@ -13,8 +16,13 @@ use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProviderList, SchemaProvider, TableProvider,
 };
 use datafusion::common::DataFusionError;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::session_state::SessionState;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
 
 use super::catalog::{CATALOG, FlightTable, StoreCatalog};
 use crate::error::{Error, Result};
@@ -40,7 +48,44 @@ pub(super) fn session_state(base: SessionState, store: &FlightStore, scope: Arc<
     let _ = catalogs.register_catalog(CATALOG.to_string(), Arc::new(catalog));
     SessionStateBuilder::new_from_existing(base)
         .with_catalog_list(Arc::new(catalogs))
+        .with_physical_optimizer_rule(Arc::new(YieldEverywhere))
         .build()
+}
+
+/// Wraps every operator of a physical plan in DataFusion's `CooperativeExec`.
+///
+/// A computation is stopped by aborting its task, which takes effect only when the task yields. DataFusion makes
+/// its scans cooperative (they yield once tokio's per-task budget is spent), but an operator that produces many
+/// batches from data it already holds never polls a scan: a cross join of two 20 000-row tables emits 20 000
+/// batches per right-hand batch without yielding, so a cancelled one kept its thread busy for a minute. With
+/// every operator cooperative, each batch that moves spends budget, and the task yields within a few hundred.
+#[derive(Debug)]
+struct YieldEverywhere;
+
+impl PhysicalOptimizerRule for YieldEverywhere {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        plan.transform_up(|node| {
+            if node.as_ref().downcast_ref::<CooperativeExec>().is_some() {
+                return Ok(Transformed::no(node));
+            }
+            Ok(Transformed::yes(
+                Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>
+            ))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "flightbay_yield_everywhere"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
 }
 
 fn external(e: Error) -> DataFusionError {

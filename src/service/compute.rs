@@ -36,6 +36,8 @@ use crate::store::{FlightId, QualifiedName};
 
 /// Stack of each computation thread.
 pub const COMPUTE_STACK_BYTES: usize = 256 << 20;
+/// Most computation threads (one per slot up to this).
+const MAX_COMPUTE_THREADS: usize = 64;
 /// The retry hint sent with UNAVAILABLE.
 const RETRY_AFTER_MS: u64 = 1000;
 
@@ -125,7 +127,10 @@ impl<T> Drop for AbortOnDrop<T> {
 impl Compute {
     /// The computation runtime and limits from `config`.
     pub(super) fn try_new(config: &Config) -> Result<Self> {
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+        let slots = config.max_concurrent_queries_resolved();
+        // One thread per slot: a computation that does not yield (a long kernel) holds its thread, and the OS,
+        // not the runtime, then shares the cores among the running ones.
+        let workers = slots.clamp(2, MAX_COMPUTE_THREADS);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("flightbay-compute")
@@ -133,7 +138,6 @@ impl Compute {
             .enable_all()
             .build()
             .map_err(|e| Error::internal(format!("cannot start the computation runtime: {e}")))?;
-        let slots = config.max_concurrent_queries_resolved();
         let max_places = slots.saturating_add(config.max_queued_queries);
         Ok(Self {
             runtime: Some(runtime),
