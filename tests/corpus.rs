@@ -433,6 +433,21 @@ fn cases(secret_id: u64) -> Vec<Case> {
         Action("stats", b"{}".to_vec()),
         PermissionDenied,
     ));
+    for (kind, name) in [
+        ("drop", "beta.secret"),
+        ("drop", "beta.does_not_exist"),
+        ("pin", "beta.does_not_exist"),
+        ("spill", "beta.secret"),
+        ("lineage", "beta.does_not_exist"),
+    ] {
+        let body = json!({ "name": name }).to_string().into_bytes();
+        out.push(case(
+            format!("{kind} {name}"),
+            Alpha,
+            Action(kind, body),
+            PermissionDenied,
+        ));
+    }
     out.push(case("no credentials", Nobody, Info(path(&["t"])), Unauthenticated));
     out.push(case(
         "unknown user",

@@ -29,6 +29,7 @@ async fn run(service: &FlightbayService, access: &Access, action: Action) -> Res
     let store = service.store();
     match action {
         Action::Drop(reference) => {
+            access.read_names([&reference])?;
             let id = store.resolve(&reference)?;
             access.write_flight(id)?;
             store.drop_flight(id).await?;
@@ -50,18 +51,21 @@ async fn run(service: &FlightbayService, access: &Access, action: Action) -> Res
             lineage(service, id, 0)
         }
         Action::Pin(reference) => {
+            access.read_names([&reference])?;
             let id = store.resolve(&reference)?;
             access.write_flight(id)?;
             store.pin(id).await?;
             Ok(json!({ "id": id, "pinned": true }))
         }
         Action::Unpin(reference) => {
+            access.read_names([&reference])?;
             let id = store.resolve(&reference)?;
             access.write_flight(id)?;
             store.unpin(id)?;
             Ok(json!({ "id": id, "pinned": false }))
         }
         Action::Spill(reference) => {
+            access.read_names([&reference])?;
             let id = store.resolve(&reference)?;
             access.write_flight(id)?;
             store.spill(id).await?;
