@@ -134,6 +134,23 @@ mod tests {
         assert!(matches!(&decoded[1], DecodedPayload::RecordBatch(b) if b.num_rows() == 100));
     }
 
+    /// Found by fuzzing (`fuzz/regressions/do_put_decode-boolean-buffer-bounds`): a batch header whose row count
+    /// exceeds what its buffers hold made arrow panic building a validity bitmap; it is INVALID_ARGUMENT.
+    #[test]
+    fn a_row_count_beyond_the_buffers_is_invalid_not_a_panic() {
+        let mut m = messages();
+        let header = m[1].data_header.to_vec();
+        let at = header
+            .windows(8)
+            .position(|w| w == 100i64.to_le_bytes())
+            .expect("the row count is in the header");
+        let mut edited = header.clone();
+        edited[at..at + 8].copy_from_slice(&1_000_000i64.to_le_bytes());
+        m[1].data_header = edited.into();
+        let e = decode_messages(m).expect_err("row count beyond the buffers");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    }
+
     #[test]
     fn short_bodies_are_invalid_not_panics() {
         for cut in [1, 8, 100] {
