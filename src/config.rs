@@ -140,6 +140,29 @@ pub struct Config {
     /// --jwt-secret) one admin token is printed at startup.
     #[arg(long, env = "FLIGHTBAY_USERS_FILE", requires = "jwt_secret")]
     pub users_file: Option<PathBuf>,
+
+    /// Longest a SQL query or op may queue and compute ("30s", "10m"; "off" for no limit); past it the computation
+    /// is stopped and the request fails with DEADLINE_EXCEEDED. A client's shorter gRPC deadline wins.
+    #[arg(long, env = "FLIGHTBAY_QUERY_TIMEOUT", default_value = "10m", value_parser = parse_timeout)]
+    pub query_timeout: Duration,
+
+    /// SQL queries and ops computed at once; more wait in the queue. Default: four per CPU core (most requests are
+    /// short or answered from the cache, and should not wait behind a long one).
+    #[arg(long, env = "FLIGHTBAY_MAX_CONCURRENT_QUERIES")]
+    pub max_concurrent_queries: Option<usize>,
+
+    /// Requests that may wait for a computation slot; beyond them a request is refused at once with UNAVAILABLE
+    /// and a retry hint (grpc-retry-pushback-ms).
+    #[arg(long, env = "FLIGHTBAY_MAX_QUEUED_QUERIES", default_value_t = 64)]
+    pub max_queued_queries: usize,
+}
+
+/// Parses `--query-timeout`: a duration, or `off` / `0` / `none` for no limit (zero).
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "off" | "none" | "0" => Ok(Duration::ZERO),
+        other => parse_duration(other),
+    }
 }
 
 impl Default for Config {
@@ -162,6 +185,19 @@ impl Config {
     /// The message limit in bytes.
     pub fn max_message_bytes(&self) -> usize {
         self.max_message_size.resolve(total_memory())
+    }
+
+    /// `--query-timeout`, `None` when off.
+    pub fn query_timeout_limit(&self) -> Option<Duration> {
+        (!self.query_timeout.is_zero()).then_some(self.query_timeout)
+    }
+
+    /// `--max-concurrent-queries`, or four per CPU core when unset or 0.
+    pub fn max_concurrent_queries_resolved(&self) -> usize {
+        match self.max_concurrent_queries {
+            Some(n) if n > 0 => n,
+            _ => 4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
     }
 }
 
@@ -287,5 +323,13 @@ mod tests {
         assert_eq!(c.port, 0);
         assert!(c.jwt_secret.is_none() && c.tls_cert.is_none());
         assert_eq!(c.token_ttl, Duration::from_secs(12 * 3600));
+        assert_eq!(c.query_timeout_limit(), Some(Duration::from_secs(600)));
+        assert_eq!(c.max_queued_queries, 64);
+        assert!(c.max_concurrent_queries_resolved() >= 1);
+        let c = Cli::parse_from(["flightbay", "--query-timeout", "off", "--max-concurrent-queries", "3"]).into_config();
+        assert_eq!(c.query_timeout_limit(), None);
+        assert_eq!(c.max_concurrent_queries_resolved(), 3);
+        assert_eq!(parse_timeout("30s"), Ok(Duration::from_secs(30)));
+        assert!(parse_timeout("soon").is_err());
     }
 }

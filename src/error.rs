@@ -38,6 +38,18 @@ pub enum Error {
     /// A bug or an unexpected failure.
     #[error("{0}")]
     Internal(String),
+    /// The server is busy (every computation slot and queue place taken, or too many password checks at once);
+    /// the same request may succeed after `retry_after_ms`, which travels as `grpc-retry-pushback-ms`.
+    #[error("flightbay: {message}")]
+    Unavailable {
+        /// What is busy.
+        message: String,
+        /// When a retry makes sense.
+        retry_after_ms: u64,
+    },
+    /// The client's deadline (`grpc-timeout`) or `--query-timeout` passed; the computation was stopped.
+    #[error("flightbay: {0}")]
+    DeadlineExceeded(String),
     /// An error from DataFusion, classified when mapped to a status.
     #[error(transparent)]
     DataFusion(#[from] Box<DataFusionError>),
@@ -168,6 +180,8 @@ impl Error {
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Internal(_) => Code::Internal,
+            Error::Unavailable { .. } => Code::Unavailable,
+            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::DataFusion(e) => datafusion_code(e),
             Error::Arrow(e) => arrow_code(e),
             Error::Parquet(_) => Code::Internal,
@@ -207,8 +221,38 @@ fn cap(mut msg: String) -> String {
     msg
 }
 
+impl Error {
+    /// What a failed read of a client's request stream means: a message over `--max-message-size` is
+    /// RESOURCE_EXHAUSTED, bytes that do not decode as the RPC's protobuf message are INVALID_ARGUMENT (tonic
+    /// reports both as other codes), and anything else is the client going away (CANCELLED).
+    pub fn from_client_stream(status: tonic::Status) -> Self {
+        let message = status.message();
+        if message.starts_with("Error, decoded message length too large") {
+            return Self::ResourceExhausted(format!(
+                "{message}; the server's --max-message-size bounds one message, so send smaller batches"
+            ));
+        }
+        if status.code() == tonic::Code::ResourceExhausted {
+            return Self::ResourceExhausted(message.to_string());
+        }
+        if status.code() == tonic::Code::Internal && is_decode_failure(message) {
+            return Self::InvalidArgument(format!("request stream: {message}"));
+        }
+        Self::Cancelled(format!("upload stream failed: {message}"))
+    }
+}
+
+/// Whether a tonic status message is prost's report of bytes that are not the expected protobuf message.
+pub fn is_decode_failure(message: &str) -> bool {
+    message.starts_with("failed to decode Protobuf message")
+}
+
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
+        let retry_after_ms = match &e {
+            Error::Unavailable { retry_after_ms, .. } => Some(*retry_after_ms),
+            _ => None,
+        };
         let code = e.code();
         let message = e.message();
         match code {
@@ -217,7 +261,14 @@ impl From<Error> for tonic::Status {
             }
             _ => tracing::info!(?code, %message, "request rejected"),
         }
-        tonic::Status::new(code, message)
+        let mut status = tonic::Status::new(code, message);
+        if let Some(ms) = retry_after_ms {
+            // The gRPC retry design's server pushback: clients that implement retries wait this long.
+            status
+                .metadata_mut()
+                .insert("grpc-retry-pushback-ms", tonic::metadata::MetadataValue::from(ms));
+        }
+        status
     }
 }
 
@@ -252,6 +303,32 @@ mod tests {
         let s: tonic::Status = Error::from(DataFusionError::ArrowError(Box::new(arrow), None)).into();
         assert_eq!(s.code(), tonic::Code::ResourceExhausted);
         assert!(s.message().contains("--disk-limit"), "{}", s.message());
+    }
+
+    #[test]
+    fn busy_and_late_have_their_codes() {
+        let s: tonic::Status = Error::Unavailable {
+            message: "8 computations running".into(),
+            retry_after_ms: 250,
+        }
+        .into();
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert_eq!(s.message(), "flightbay: 8 computations running");
+        assert_eq!(s.metadata().get("grpc-retry-pushback-ms").unwrap(), "250");
+        let s: tonic::Status = Error::DeadlineExceeded("query timed out".into()).into();
+        assert_eq!(s.code(), tonic::Code::DeadlineExceeded);
+    }
+
+    #[test]
+    fn client_stream_failures_are_classified() {
+        let big = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 9 bytes, the limit is: 4 bytes",
+        );
+        assert_eq!(Error::from_client_stream(big).code(), tonic::Code::ResourceExhausted);
+        let garbage = tonic::Status::internal("failed to decode Protobuf message: invalid wire type");
+        assert_eq!(Error::from_client_stream(garbage).code(), tonic::Code::InvalidArgument);
+        let gone = tonic::Status::cancelled("h2 protocol error");
+        assert_eq!(Error::from_client_stream(gone).code(), tonic::Code::Cancelled);
     }
 
     #[test]

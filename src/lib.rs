@@ -7,7 +7,8 @@
 //! - [`protocol`]: the only code that knows byte layouts (descriptors, tickets, action bodies, metadata JSON).
 //! - [`query`]: DataFusion glue: ops → plans, the result cache with single-flight.
 //! - [`store`]: flight ids, names, namespaces, the memory budget.
-//! - [`auth`]: grants, bearer tokens, the users file and password hashes (no knowledge of flights).
+//! - [`auth`]: grants, bearer tokens, the users file and password hashes (no knowledge of flights);
+//!   [`throttle`] bounds password checks and refuses repeated login failures.
 //! - [`config`], [`error`], [`telemetry`]: settings, the error → status mapping, logging.
 
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -15,7 +15,7 @@ use crate::auth::{Authenticator, Grants, TokenAuthority, Users};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::query::Engine;
-use crate::service::{DoGetLayer, FlightbayService};
+use crate::service::{DecodeStatusLayer, DoGetLayer, FlightbayService};
 use crate::store::{FlightStore, StoreConfig};
 
 /// Serves Flight on `listener` until `shutdown` completes or a client sends the `shutdown` action.
@@ -40,7 +40,7 @@ pub async fn run(
     let stop = Arc::new(Notify::new());
     let auth = authenticator(&config)?;
     let tls = tls_config(&config)?;
-    let service = FlightbayService::new(store.clone(), engine, config.clone(), Arc::clone(&stop), auth);
+    let service = FlightbayService::try_new(store.clone(), engine, config.clone(), Arc::clone(&stop), auth)?;
     let max_message = config.max_message_bytes();
     let do_get = DoGetLayer::new(service.clone(), max_message);
     let flight = FlightServiceServer::new(service)
@@ -80,6 +80,7 @@ pub async fn run(
             .map_err(|e| Error::invalid(format!("TLS configuration: {e}")))?;
     }
     builder
+        .layer(DecodeStatusLayer)
         .layer(do_get)
         .add_service(flight)
         .serve_with_incoming_shutdown(incoming, signal)
@@ -114,7 +115,11 @@ fn authenticator(config: &Config) -> Result<Option<Authenticator>> {
             println!("flightbay admin token (valid {}s): {token}", config.token_ttl.as_secs());
         }
     }
-    Ok(Some(Authenticator { tokens, users }))
+    Ok(Some(Authenticator {
+        tokens,
+        users,
+        throttle: Default::default(),
+    }))
 }
 
 /// The warning printed when other machines can reach the server over plaintext.

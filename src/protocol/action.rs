@@ -117,13 +117,18 @@ fn qualified(namespace: Option<&str>, name: &str) -> Result<QualifiedName> {
     }
 }
 
-fn body<'a, T: Deserialize<'a>>(kind: &str, bytes: &'a [u8]) -> Result<T> {
-    let bytes = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        &b"{}"[..]
-    } else {
-        bytes
-    };
-    serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("invalid body for action {kind}: {e}")))
+/// Deserializes an action body, which must be a JSON object (or empty, meaning `{}`). serde's derived structs
+/// would also accept a list of field values (`[1]` read as `{"id": 1}`); bodies are objects only.
+fn body<T: serde::de::DeserializeOwned>(kind: &str, bytes: &[u8]) -> Result<T> {
+    let bad = |e: &dyn std::fmt::Display| Error::invalid(format!("invalid body for action {kind}: {e}"));
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return serde_json::from_slice(b"{}").map_err(|e| bad(&e));
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(&e))?;
+    if !value.is_object() {
+        return Err(bad(&"the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| bad(&e))
 }
 
 #[derive(Deserialize)]
@@ -229,6 +234,13 @@ mod tests {
             ("rename", br#"{"id":1,"name":"f2"}"#),
             ("stats", br#"{"x":1}"#),
             ("delete_namespace", br#"{"namespace":"a b"}"#),
+            ("drop", b"[1]"),
+            ("drop", b"1"),
+            ("drop", b"null"),
+            ("rename", br#"[4,"x"]"#),
+            ("delete_namespace", br#"["sales",true]"#),
+            ("stats", b"[]"),
+            ("drop", br#"{"id":1,"extra":true}"#),
         ] {
             assert!(
                 matches!(Action::try_decode(kind, b), Err(Error::InvalidArgument(_))),

@@ -458,6 +458,7 @@ impl Command {
             return Err(Error::invalid("empty command: send SQL text or a JSON op"));
         }
         if !trimmed.starts_with('{') {
+            super::sql_depth::check("query", text)?;
             return Ok(Command::Derive {
                 op: Box::new(Op::Sql {
                     query: text.to_string(),
@@ -516,6 +517,11 @@ impl Command {
             }
             Some(_) => {
                 let op: Op = serde_json::from_value(value).map_err(|e| Error::invalid(format!("invalid op: {e}")))?;
+                match &op {
+                    Op::Sql { query } => super::sql_depth::check("query", query)?,
+                    Op::Filter { predicate, .. } => super::sql_depth::check("predicate", predicate)?,
+                    _ => {}
+                }
                 Ok(Command::Derive {
                     op: Box::new(op),
                     name: target(name)?,

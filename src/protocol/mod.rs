@@ -6,13 +6,20 @@
 //! - [`action`]: custom DoAction bodies
 //! - [`metadata`]: the JSON carried in `PutResult` and `FlightInfo` `app_metadata`
 //! - [`flight_data`]: DoGet's gRPC frames, written by hand around stored column buffers
+//! - [`upload`]: the checks of uploaded IPC messages before they are decoded
+//! - [`sql_depth`]: the nesting bound on SQL text and filter predicates, checked before parsing
 
 pub mod action;
 pub mod command;
 pub mod flight_data;
 pub mod metadata;
 pub mod reference;
+pub mod sql_depth;
 pub mod ticket;
+pub mod upload;
+
+#[cfg(test)]
+mod properties;
 
 pub use action::Action;
 pub use command::{Command, Op};

@@ -11,6 +11,7 @@ mod ops;
 mod pool;
 mod resample;
 mod scan;
+mod visible;
 
 use std::sync::Arc;
 
@@ -30,6 +31,9 @@ use serde::Serialize;
 use cache::ResultCache;
 pub use cache::{CacheKey, CacheStats, CacheStatus};
 use catalog::{CATALOG, FlightTable, StoreCatalog};
+/// `resample`'s bin-width parser (`1h`, `15min`, `1D`), public for the fuzz targets and property tests.
+pub use resample::parse_every;
+pub use visible::Scope;
 
 use crate::error::{Error, Result};
 use crate::protocol::command::{NullPlacement, Op, Order, SortKey, with_resolved_sources};
@@ -124,14 +128,22 @@ impl Engine {
 
     /// Runs `op` (or finds its cached result) and names the result `name` if given.
     pub async fn run(&self, op: Op, name: Option<QualifiedName>) -> Result<Outcome> {
-        self.run_checked(op, name, &|_| Ok(())).await
+        self.run_checked(op, name, &|_| Ok(()), None).await
     }
 
     /// [`Engine::run`], but first hands the resolved input ids to `check`, which may refuse the request. The check
     /// runs after names are resolved and SQL is planned, before any data is read, computed or published, so a
-    /// refused request leaves the store as it was. The service layer uses it for authorization.
-    pub async fn run_checked(&self, op: Op, name: Option<QualifiedName>, check: &InputCheck<'_>) -> Result<Outcome> {
-        let (key, lineage, work) = self.prepare(op, check).await?;
+    /// refused request leaves the store as it was. With a `scope`, SQL is planned against only the namespaces and
+    /// flights the scope may read (see [`Scope`]), so what it cannot read does not show even in planner errors
+    /// or `information_schema`. The service layer uses both for authorization.
+    pub async fn run_checked(
+        &self,
+        op: Op,
+        name: Option<QualifiedName>,
+        check: &InputCheck<'_>,
+        scope: Option<Arc<dyn Scope>>,
+    ) -> Result<Outcome> {
+        let (key, lineage, work) = self.prepare(op, check, scope).await?;
         let publish = |work: Work| async {
             let flight = self.publish(work, lineage.clone(), name.as_ref()).await?;
             Ok::<_, Error>(flight.id())
@@ -155,9 +167,14 @@ impl Engine {
     }
 
     /// Resolves inputs and builds the cache key (None when uncacheable), the lineage and the work.
-    async fn prepare(&self, op: Op, check: &InputCheck<'_>) -> Result<(Option<CacheKey>, Lineage, Work)> {
+    async fn prepare(
+        &self,
+        op: Op,
+        check: &InputCheck<'_>,
+        scope: Option<Arc<dyn Scope>>,
+    ) -> Result<(Option<CacheKey>, Lineage, Work)> {
         if let Op::Sql { query } = &op {
-            return self.prepare_sql(query, check).await;
+            return self.prepare_sql(query, check, scope).await;
         }
         let mut sources = Vec::new();
         let mut op = op;
@@ -404,12 +421,22 @@ impl Engine {
         Ok(writer)
     }
 
-    async fn prepare_sql(&self, query: &str, check: &InputCheck<'_>) -> Result<(Option<CacheKey>, Lineage, Work)> {
+    async fn prepare_sql(
+        &self,
+        query: &str,
+        check: &InputCheck<'_>,
+        scope: Option<Arc<dyn Scope>>,
+    ) -> Result<(Option<CacheKey>, Lineage, Work)> {
+        // Deep expressions overflow stacks in code that cannot be protected (derived Clone, Hash, Drop of plans).
+        crate::protocol::sql_depth::check("query", query)?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let state = self.ctx.state();
+        let state = match scope {
+            Some(scope) => visible::session_state(self.ctx.state(), &self.store, scope),
+            None => self.ctx.state(),
+        };
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state.sql_to_statement(query, &dialect)?;
         if !is_query(&statement) {
@@ -469,7 +496,8 @@ fn is_query(statement: &datafusion::sql::parser::Statement) -> bool {
 }
 
 /// Rewrites every scan of a flight to the table name `f<id>` (so the key names ids, not the names that pointed
-/// at them), and reports the input ids and whether any expression is volatile.
+/// at them), and reports the input ids and whether the result may not be cached (a volatile expression, or a scan
+/// of anything but a flight).
 fn canonicalize(plan: LogicalPlan) -> Result<(LogicalPlan, Vec<FlightId>, bool)> {
     use datafusion::common::TableReference;
     use datafusion::common::tree_node::Transformed;
@@ -487,6 +515,10 @@ fn canonicalize(plan: LogicalPlan) -> Result<(LogicalPlan, Vec<FlightId>, bool)>
                         inputs.push(table.id());
                     }
                     scan.table_name = TableReference::bare(table.id().table_name());
+                } else {
+                    // Not an immutable flight (information_schema, whose rows change and differ by caller):
+                    // never cached, or one caller's view would answer another's.
+                    volatile = true;
                 }
                 return Ok(Transformed::yes(LogicalPlan::TableScan(scan)));
             }

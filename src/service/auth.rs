@@ -6,13 +6,18 @@
 //!
 //! - An **upload** belongs to the namespace it was uploaded to, and is shared with the namespace of every name
 //!   pointing at it now; reading it needs `read` on **any** of these. (An upload recorded without its namespace
-//!   and with no name left needs a `*` grant.)
+//!   and with no name left needs a `*` grant.) An **append** shares its parent's batches, so reading it also
+//!   needs what reading the parent needs (its lineage inputs), and appending needs read access to the parent:
+//!   otherwise `alpha:write` could append one row to a flight derived from `beta` and read all of `beta` back.
 //! - A **derived** flight (SQL, take, join, …) belongs to its inputs: reading it needs read access to **every**
 //!   input, recursively down to the uploads, whatever names point at the derived flight itself. An input that was
 //!   dropped can no longer be traced, so such a flight needs a `*` grant.
 //! - Running SQL or an op needs read access to every flight it reads (so `SELECT … FROM sales.trips` needs `read`
 //!   on `sales` when `sales.trips` was uploaded there); naming its result needs `write` on the result's namespace.
-//! - Addressing a flight **by name** also needs `read` on the name's namespace.
+//! - Addressing a flight **by name** also needs `read` on the name's namespace, checked before the name is looked
+//!   up: to a caller without it, a name in that namespace is PERMISSION_DENIED whether it exists or not. SQL sees
+//!   the same: unreadable namespaces and flights are missing from `information_schema`, and naming one is refused
+//!   before its schema is read (see [`crate::query::Scope`]).
 //! - Uploading to `ns.name`, pointing a name at a flight (`rename`), and naming a result need `write` on `ns`.
 //!   Dropping, pinning, unpinning and spilling a flight need `write` on what it belongs to (every namespace naming
 //!   it; for an unnamed flight, what reading it needs, at the `write` level).
@@ -20,25 +25,53 @@
 //! - `health`, ListActions and Handshake need only valid credentials (Handshake takes Basic ones).
 
 use std::collections::{BTreeSet, HashSet};
+use std::net::IpAddr;
 
 use tonic::metadata::MetadataMap;
 
 use super::FlightbayService;
 use crate::auth::{Level, Principal, WILDCARD};
 use crate::error::{Error, Result};
-use crate::store::{FlightId, FlightRef, FlightStore, QualifiedName};
+use crate::store::{FlightId, FlightRef, FlightStore, PutMode, PutTarget, QualifiedName};
 
-/// How deep [`Access::requirement`] follows lineage before asking for a `*` grant instead.
-const MAX_LINEAGE_DEPTH: usize = 64;
+/// How many flights [`Access::requirement`] visits in one lineage before asking for a `*` grant instead.
+const MAX_LINEAGE_FLIGHTS: usize = 100_000;
+
+/// What [`authorize`] reads of a request: its metadata and, when known, the client's address (for login
+/// throttling per peer).
+pub(super) trait Caller {
+    /// The request metadata.
+    fn metadata(&self) -> &MetadataMap;
+    /// The client's IP address, if the transport reported it.
+    fn peer(&self) -> Option<IpAddr>;
+}
+
+impl Caller for MetadataMap {
+    fn metadata(&self) -> &MetadataMap {
+        self
+    }
+    fn peer(&self) -> Option<IpAddr> {
+        None
+    }
+}
+
+impl<T> Caller for tonic::Request<T> {
+    fn metadata(&self) -> &MetadataMap {
+        tonic::Request::metadata(self)
+    }
+    fn peer(&self) -> Option<IpAddr> {
+        self.remote_addr().map(|a| a.ip())
+    }
+}
 
 /// The principal behind a request: unrestricted when auth is off; otherwise from `authorization: Bearer <jwt>`
 /// (or `Basic <b64>` when the server has a users file). UNAUTHENTICATED without valid credentials.
-pub(super) async fn authorize(service: &FlightbayService, metadata: &MetadataMap) -> Result<Access> {
+pub(super) async fn authorize(service: &FlightbayService, caller: &(impl Caller + ?Sized)) -> Result<Access> {
     let principal = match &service.inner.auth {
         None => Principal::unrestricted(),
-        Some(auth) => match credentials(metadata)? {
+        Some(auth) => match credentials(caller.metadata())? {
             Some(Credentials::Bearer(token)) => auth.verify(&token)?,
-            Some(Credentials::Basic(user, password)) => auth.login(user, password).await?,
+            Some(Credentials::Basic(user, password)) => auth.login(user, password, caller.peer()).await?,
             None => {
                 return Err(Error::unauthenticated(
                     "flightbay: authentication required: send \"authorization: Bearer <token>\" (Handshake with Basic \
@@ -89,12 +122,12 @@ pub(super) fn credentials(metadata: &MetadataMap) -> Result<Option<Credentials>>
 struct Requirement {
     /// Each clause: the namespaces of one upload (its own and those of its names; any one suffices).
     clauses: Vec<BTreeSet<String>>,
-    /// An unnamed upload, a dropped input, or lineage deeper than [`MAX_LINEAGE_DEPTH`].
+    /// An unnamed upload, a dropped input, or lineage of more than [`MAX_LINEAGE_FLIGHTS`] flights.
     wildcard: bool,
 }
 
 /// A caller's principal and the store to check requests against.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Access {
     store: FlightStore,
     principal: Principal,
@@ -162,6 +195,29 @@ impl Access {
         self.require(&name.namespace, Level::Write)
     }
 
+    /// An upload to `target`: `write` on its namespace and, for an append to an existing name, read access to the
+    /// flight appended to (whose rows the new flight shares).
+    pub(super) fn put(&self, target: &PutTarget) -> Result<()> {
+        self.write_name(&target.name)?;
+        if target.mode == PutMode::Append
+            && let Ok(parent) = self.store.resolve(&FlightRef::Name(target.name.clone()))
+        {
+            self.read_flight(parent)?;
+        }
+        Ok(())
+    }
+
+    /// `read` on the namespace of every input given by name: checked before any lookup, so that a missing name
+    /// and an unreadable one answer alike.
+    pub(super) fn read_names<'a>(&self, references: impl IntoIterator<Item = &'a FlightRef>) -> Result<()> {
+        for reference in references {
+            if let FlightRef::Name(name) = reference {
+                self.require(&name.namespace, Level::Read)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Write access to flight `id`: write on every namespace naming it, or, when unnamed, on what reading needs.
     pub(super) fn write_flight(&self, id: FlightId) -> Result<()> {
         let names = self.store.names_of(id);
@@ -188,33 +244,53 @@ impl Access {
     fn requirement(&self, id: FlightId) -> Requirement {
         let mut req = Requirement::default();
         if !self.principal.grants.allows_everywhere(Level::Read) {
-            self.collect(id, 0, &mut req, &mut HashSet::new());
+            self.collect(id, &mut req);
         }
         req
     }
 
-    fn collect(&self, id: FlightId, depth: usize, req: &mut Requirement, seen: &mut HashSet<FlightId>) {
-        if req.wildcard || !seen.insert(id) {
-            return;
-        }
-        let Some(meta) = self.store.peek_meta(id) else {
-            req.wildcard = true;
-            return;
-        };
-        if meta.lineage.op == "upload" {
-            let mut namespaces: BTreeSet<String> = self.store.names_of(id).into_iter().map(|n| n.namespace).collect();
-            namespaces.extend(meta.namespace.clone());
-            if namespaces.is_empty() {
+    /// Walks lineage from `id` without recursion (an append chain is as long as the number of appends), visiting
+    /// each flight once and at most [`MAX_LINEAGE_FLIGHTS`] of them.
+    fn collect(&self, id: FlightId, req: &mut Requirement) {
+        let mut seen = HashSet::new();
+        let mut pending = vec![id];
+        while let Some(id) = pending.pop() {
+            if req.wildcard {
+                return;
+            }
+            if !seen.insert(id) {
+                continue;
+            }
+            if seen.len() > MAX_LINEAGE_FLIGHTS {
                 req.wildcard = true;
-            } else {
-                req.clauses.push(namespaces);
+                return;
             }
-        } else if depth >= MAX_LINEAGE_DEPTH {
-            req.wildcard = true;
-        } else {
-            for input in &meta.lineage.inputs {
-                self.collect(*input, depth + 1, req, seen);
+            let Some(meta) = self.store.peek_meta(id) else {
+                req.wildcard = true;
+                return;
+            };
+            if meta.lineage.op == "upload" {
+                let mut namespaces: BTreeSet<String> =
+                    self.store.names_of(id).into_iter().map(|n| n.namespace).collect();
+                namespaces.extend(meta.namespace.clone());
+                if namespaces.is_empty() {
+                    req.wildcard = true;
+                } else {
+                    req.clauses.push(namespaces);
+                }
             }
+            // A derived flight's inputs, and an append's parent (whose rows it shares).
+            pending.extend(meta.lineage.inputs.iter().copied());
         }
+    }
+}
+
+impl crate::query::Scope for Access {
+    fn namespace(&self, namespace: &str) -> Result<()> {
+        self.require(namespace, Level::Read)
+    }
+
+    fn flight(&self, id: FlightId) -> Result<()> {
+        self.read_flight(id)
     }
 }

@@ -16,7 +16,7 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<FlightAction>,
 ) -> Result<Response<BoxStream<arrow_flight::Result>>, Status> {
-    let access = authorize(service, request.metadata()).await?;
+    let access = authorize(service, &request).await?;
     let action = request.into_inner();
     let parsed = Action::try_decode(&action.r#type, &action.body)?;
     let value = run(service, &access, parsed).await?;
@@ -29,6 +29,7 @@ async fn run(service: &FlightbayService, access: &Access, action: Action) -> Res
     let store = service.store();
     match action {
         Action::Drop(reference) => {
+            access.read_names([&reference])?;
             let id = store.resolve(&reference)?;
             access.write_flight(id)?;
             store.drop_flight(id).await?;
@@ -50,18 +51,21 @@ async fn run(service: &FlightbayService, access: &Access, action: Action) -> Res
             lineage(service, id, 0)
         }
         Action::Pin(reference) => {
+            access.read_names([&reference])?;
             let id = store.resolve(&reference)?;
             access.write_flight(id)?;
             store.pin(id).await?;
             Ok(json!({ "id": id, "pinned": true }))
         }
         Action::Unpin(reference) => {
+            access.read_names([&reference])?;
             let id = store.resolve(&reference)?;
             access.write_flight(id)?;
             store.unpin(id)?;
             Ok(json!({ "id": id, "pinned": false }))
         }
         Action::Spill(reference) => {
+            access.read_names([&reference])?;
             let id = store.resolve(&reference)?;
             access.write_flight(id)?;
             store.spill(id).await?;
@@ -69,7 +73,11 @@ async fn run(service: &FlightbayService, access: &Access, action: Action) -> Res
         }
         Action::Stats => {
             access.require_everywhere(Level::Admin)?;
-            Ok(json!({ "store": store.stats(), "engine": service.engine().stats() }))
+            Ok(json!({
+                "store": store.stats(),
+                "engine": service.engine().stats(),
+                "compute": service.inner.compute.stats(),
+            }))
         }
         Action::Health => Ok(json!({
             "status": "ok",

@@ -4,7 +4,7 @@
 //! default put mode; `CMD {"op":"put",…}` picks name, namespace and mode. Nothing becomes visible until the last
 //! batch has arrived; a stream that fails or disconnects midway leaves no flight and moves no name.
 
-use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::decode::DecodedPayload;
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightData, PutResult};
 use futures::{StreamExt, TryStreamExt};
@@ -14,6 +14,7 @@ use super::auth::{Access, authorize};
 use super::{BoxStream, FlightbayService};
 use crate::error::{Error, Result};
 use crate::protocol::metadata::PutMetadata;
+use crate::protocol::upload;
 use crate::protocol::{Command, Descriptor};
 use crate::store::{FlightRef, FlightWriter, PutTarget};
 
@@ -21,7 +22,7 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<Streaming<FlightData>>,
 ) -> Result<Response<BoxStream<PutResult>>, Status> {
-    let access = authorize(service, request.metadata()).await?;
+    let access = authorize(service, &request).await?;
     let result = upload(service, &access, request.into_inner()).await?;
     Ok(Response::new(futures::stream::iter([Ok(result)]).boxed()))
 }
@@ -30,7 +31,7 @@ async fn upload(service: &FlightbayService, access: &Access, mut stream: Streami
     let first = stream
         .message()
         .await
-        .map_err(|s| Error::Cancelled(format!("upload stream failed: {}", s.message())))?
+        .map_err(Error::from_client_stream)?
         .ok_or_else(|| Error::invalid("empty DoPut stream: the first message must carry a descriptor and schema"))?;
     let descriptor = first
         .flight_descriptor
@@ -56,7 +57,7 @@ async fn upload(service: &FlightbayService, access: &Access, mut stream: Streami
             ));
         }
     };
-    access.write_name(&target.name)?;
+    access.put(&target)?;
     let store = service.store();
     store.check_put(&target)?;
 
@@ -64,7 +65,8 @@ async fn upload(service: &FlightbayService, access: &Access, mut stream: Streami
     let log = store.upload_log()?;
     let appender = log.clone();
     let messages = futures::stream::once(async { Ok(first) })
-        .chain(stream.map_err(|s| FlightError::Tonic(Box::new(s))))
+        .chain(stream)
+        .map(|m| m.map_err(|s| FlightError::ExternalError(Box::new(Error::from_client_stream(s)))))
         .and_then(move |message| {
             let log = appender.clone();
             async move {
@@ -76,7 +78,7 @@ async fn upload(service: &FlightbayService, access: &Access, mut stream: Streami
                 Ok(message)
             }
         });
-    let mut decoder = FlightDataDecoder::new(messages);
+    let mut decoder = std::pin::pin!(upload::decoder(messages));
     let mut writer: Option<FlightWriter> = None;
     let mut log = log;
     while let Some(decoded) = decoder.next().await {
@@ -93,7 +95,6 @@ async fn upload(service: &FlightbayService, access: &Access, mut stream: Streami
             DecodedPayload::None => {}
         }
     }
-    drop(decoder);
     let writer = writer.ok_or_else(|| Error::invalid("the upload carried no schema"))?;
     // hyper reports a client's RST_STREAM(CANCEL) as a clean end of the request body (hyperium/hyper#3681), so a
     // cancelled upload looks complete here. Yielding once lets hyper see the reset while this future is pending

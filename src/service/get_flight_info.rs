@@ -2,25 +2,32 @@
 //! result) and describes the result; `partition` describes an existing flight with N row-range endpoints.
 
 use arrow_flight::{FlightDescriptor, FlightInfo};
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::FlightbayService;
 use super::auth::{Access, authorize};
+use super::compute::derive;
 use super::info::{InfoOptions, flight_info};
 use crate::error::{Error, Result};
 use crate::protocol::{Command, Descriptor};
-use crate::store::{FlightId, FlightRef};
+use crate::store::FlightRef;
 
 pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
-    let access = authorize(service, request.metadata()).await?;
-    let descriptor = request.into_inner();
-    Ok(Response::new(describe(service, &access, descriptor).await?))
+    let access = authorize(service, &request).await?;
+    let (metadata, _, descriptor) = request.into_parts();
+    Ok(Response::new(describe(service, &access, descriptor, &metadata).await?))
 }
 
-async fn describe(service: &FlightbayService, access: &Access, descriptor: FlightDescriptor) -> Result<FlightInfo> {
+async fn describe(
+    service: &FlightbayService,
+    access: &Access,
+    descriptor: FlightDescriptor,
+    metadata: &MetadataMap,
+) -> Result<FlightInfo> {
     let store = service.store();
     match Descriptor::try_decode(&descriptor)? {
         Descriptor::Path(reference) => {
@@ -56,8 +63,7 @@ async fn describe(service: &FlightbayService, access: &Access, descriptor: Fligh
             if let Some(name) = &name {
                 access.write_name(name)?;
             }
-            let check = |inputs: &[FlightId]| access.read_inputs(inputs);
-            let outcome = service.engine().run_checked(*op, name.clone(), &check).await?;
+            let outcome = derive(service, access, *op, name.clone(), metadata).await?;
             let names = store.names_of(outcome.flight.id());
             let options = InfoOptions {
                 preferred: name.as_ref(),

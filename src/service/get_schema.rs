@@ -13,8 +13,8 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<FlightDescriptor>,
 ) -> Result<Response<SchemaResult>, Status> {
-    let access = authorize(service, request.metadata()).await?;
-    let descriptor = request.into_inner();
+    let access = authorize(service, &request).await?;
+    let (metadata, _, descriptor) = request.into_parts();
     let schema = match Descriptor::try_decode(&descriptor)? {
         Descriptor::Path(reference) | Descriptor::Command(Command::Partition { source: reference, .. }) => {
             let id = access.read_ref(&reference)?;
@@ -24,16 +24,8 @@ pub(super) async fn handle(
             if let Some(name) = &name {
                 access.write_name(name)?;
             }
-            let check = |inputs: &[crate::store::FlightId]| access.read_inputs(inputs);
-            std::sync::Arc::clone(
-                &service
-                    .engine()
-                    .run_checked(*op, name, &check)
-                    .await?
-                    .flight
-                    .meta
-                    .schema,
-            )
+            let outcome = super::compute::derive(service, &access, *op, name, &metadata).await?;
+            std::sync::Arc::clone(&outcome.flight.meta.schema)
         }
         Descriptor::Command(Command::Put { .. }) => {
             return Err(Error::invalid("\"put\" commands are for DoPut").into());

@@ -25,8 +25,9 @@ pub(super) async fn handle(
         Some(_) => credentials(request.metadata())?,
         None => None,
     };
+    let peer = request.remote_addr().map(|a| a.ip());
     let mut stream = request.into_inner();
-    let (protocol_version, payload) = match stream.message().await? {
+    let (protocol_version, payload) = match stream.message().await.map_err(Error::from_client_stream)? {
         Some(req) => (req.protocol_version, req.payload),
         None => (0, Default::default()),
     };
@@ -43,7 +44,7 @@ pub(super) async fn handle(
             token
         }
         Some(Credentials::Basic(user, password)) => {
-            let principal = auth.login(user, password).await?;
+            let principal = auth.login(user, password, peer).await?;
             tracing::info!(user = %principal.subject, grants = %principal.grants, "handshake: token issued");
             auth.tokens.mint(&principal.subject, &principal.grants)?
         }

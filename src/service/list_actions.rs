@@ -12,7 +12,7 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<Empty>,
 ) -> Result<Response<BoxStream<ActionType>>, Status> {
-    authorize(service, request.metadata()).await?;
+    authorize(service, &request).await?;
     let actions = ACTIONS.iter().map(|(kind, description)| {
         Ok(ActionType {
             r#type: kind.to_string(),

@@ -13,7 +13,7 @@ pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<Criteria>,
 ) -> Result<Response<BoxStream<FlightInfo>>, Status> {
-    let access = authorize(service, request.metadata()).await?;
+    let access = authorize(service, &request).await?;
     let expression = request.into_inner().expression;
     let pattern = std::str::from_utf8(&expression)
         .map_err(|_| Error::invalid("ListFlights criteria must be a UTF-8 glob such as \"sales.*\""))?

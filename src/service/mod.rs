@@ -2,6 +2,8 @@
 //! parse → call the core → encode.
 
 mod auth;
+mod compute;
+mod decode_status;
 mod do_action;
 mod do_get;
 mod do_put;
@@ -31,6 +33,8 @@ use crate::config::Config;
 use crate::query::Engine;
 use crate::store::FlightStore;
 
+pub use compute::{COMPUTE_STACK_BYTES, ComputeStats};
+pub use decode_status::DecodeStatusLayer;
 pub use wire::DoGetLayer;
 
 /// A boxed response stream.
@@ -52,19 +56,23 @@ struct Inner {
     started: Instant,
     /// `None` when auth is off: every caller may do everything.
     auth: Option<Authenticator>,
+    /// Where SQL and ops compute, under admission control and deadlines.
+    compute: compute::Compute,
 }
 
 impl FlightbayService {
     /// A service over `store` and `engine`; the `shutdown` action notifies `stop`. With `auth`, every RPC but
-    /// Handshake needs a bearer token (see `service/auth.rs` for what each grant allows).
-    pub fn new(
+    /// Handshake needs a bearer token (see `service/auth.rs` for what each grant allows). Fails when the
+    /// computation runtime cannot start.
+    pub fn try_new(
         store: FlightStore,
         engine: Engine,
         config: Config,
         stop: Arc<Notify>,
         auth: Option<Authenticator>,
-    ) -> Self {
-        Self {
+    ) -> crate::Result<Self> {
+        let compute = compute::Compute::try_new(&config)?;
+        Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 engine,
@@ -72,8 +80,9 @@ impl FlightbayService {
                 stop,
                 started: Instant::now(),
                 auth,
+                compute,
             }),
-        }
+        })
     }
 
     fn store(&self) -> &FlightStore {
