@@ -3,8 +3,9 @@
 # ceiling, all on 127.0.0.1, measured with the stock pyarrow client.
 #
 #   benches/run.sh            full run: cargo build --release, 10M rows, 1 warm-up + 5 runs per figure (~5 min
-#                             after the build); writes docs/bench-results/latest.json and the results block of
-#                             docs/benchmarks.md
+#                             after the build), then benches/budget_bench.py at a 1 GiB budget (~3 min); writes
+#                             docs/bench-results/latest.json, docs/bench-results/budget.json and the results block
+#                             of docs/benchmarks.md
 #   benches/run.sh --quick    200k rows, one run, no build (uses target/ci/flightbay); writes only
 #                             docs/bench-results/quick.json; what tests/run.d/60-bench-quick.sh runs
 #
@@ -138,3 +139,10 @@ fi
     --loopback "$tmp/loopback.json" --rows "$rows" --reps "$reps" --warmup "$warmup" \
     --latency-calls "$latency_calls" --hit-calls "$hit_calls" \
     --build "$build" --commit "${FLIGHTBAY_BENCH_COMMIT:-}" --command "$command" "${out[@]}"
+
+# At the memory budget: its own servers (a 1 GiB budget; in quick mode 2.75 tables), the same table.
+if [ "$quick" = 1 ]; then
+    "$PY" benches/budget_bench.py --bin "$BIN" --quick --json "$tmp/budget.json"
+else
+    "$PY" benches/budget_bench.py --bin "$BIN" --rows "$rows" --json docs/bench-results/budget.json
+fi

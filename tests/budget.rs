@@ -262,12 +262,6 @@ async fn a_disconnect_mid_upload_leaves_no_log_behind() {
     upload(&mut client, path(&["kept"]), vec![sample_batch(0, 100)])
         .await
         .unwrap();
-    // the upload's log is converted to Parquet in the background; wait for that so the directory is settled
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while store_stats(&mut client).await["conversions"] != 1 {
-        assert!(Instant::now() < deadline, "the log was not converted");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let flights = server.data_dir().join("flights");
     let files = || -> Vec<String> {
         std::fs::read_dir(&flights)
@@ -277,6 +271,13 @@ async fn a_disconnect_mid_upload_leaves_no_log_behind() {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect()
     };
+    // the upload's log is converted to Parquet in the background, and the log file retired after that; wait for
+    // both so the directory is settled
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store_stats(&mut client).await["conversions"] != 1 || files().iter().any(|f| !f.ends_with(".parquet")) {
+        assert!(Instant::now() < deadline, "the log was not converted: {:?}", files());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let before = files();
     // batches arrive (and are logged), then the client goes away without finishing
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))

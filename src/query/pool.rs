@@ -1,6 +1,7 @@
 //! [`BudgetPool`]: DataFusion's memory pool drawn from the store's budget, so stored flights and the operators of
 //! running queries (sorts, joins, aggregates) share one bound. When the budget is full, a query first takes the
-//! memory of flights that are already on disk; failing that, its operator spills (to the data directory, counted
+//! memory of flights that are already on disk, then waits for the background writer to put more on disk (blocking
+//! its compute thread); failing that, its operator spills (to the data directory, counted
 //! against the disk limit) or the query fails with RESOURCE_EXHAUSTED.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,15 +56,18 @@ impl MemoryPool for BudgetPool {
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> datafusion::error::Result<()> {
-        if self.store.try_reserve_now(additional) {
+        if self.store.reserve_blocking(additional) {
             self.reserved.fetch_add(additional, Ordering::Relaxed);
             return Ok(());
         }
+        let used = self.store.budget().used();
+        let queries = self.reserved();
         Err(DataFusionError::ResourcesExhausted(format!(
-            "{} needs {additional} more bytes and the memory budget ({} bytes, {} in use) cannot make room",
+            "{} needs {additional} more bytes and the memory budget ({} bytes, {used} in use: {} by stored \
+             flights, {queries} by queries) cannot make room",
             reservation.consumer().name(),
             self.store.budget().limit(),
-            self.store.budget().used(),
+            used.saturating_sub(queries),
         )))
     }
 

@@ -162,6 +162,12 @@ impl Reservation {
         self.bytes += std::mem::take(&mut other.bytes);
     }
 
+    /// Leaves what is held in the budget, to be released with [`MemoryBudget::sub`] by whoever accounts for it
+    /// from now on (DataFusion's memory pool).
+    pub(crate) fn detach(mut self) {
+        self.bytes = 0;
+    }
+
     /// Releases everything held.
     pub fn free(&mut self) {
         self.budget.sub(self.bytes);

@@ -66,6 +66,29 @@ impl FlightStore {
         self.budget().try_add(bytes) || (self.evict(bytes, limit) && self.budget().try_add(bytes))
     }
 
+    /// [`FlightStore::try_reserve_now`], else, when the background writer can make room and this thread may block
+    /// (a worker of a multi-threaded runtime, such as the compute runtime's), waits for it like [`Self::reserve`].
+    /// For DataFusion's memory pool, whose `try_grow` must answer synchronously: without the wait a query fails
+    /// with RESOURCE_EXHAUSTED whenever the flights it could displace are not on disk yet.
+    pub(crate) fn reserve_blocking(&self, bytes: usize) -> bool {
+        if self.try_reserve_now(bytes) {
+            return true;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread || !self.writer_can_help() {
+            return false;
+        }
+        let mut reservation = self.budget().reservation();
+        let reserved =
+            tokio::task::block_in_place(|| handle.block_on(self.reserve(&mut reservation, bytes, usize::MAX)));
+        if reserved {
+            reservation.detach();
+        }
+        reserved
+    }
+
     /// Grows `reservation` by `bytes` for data a reader holds briefly (a batch read from disk): from free budget or
     /// by dropping what is on disk, and past the budget rather than stall a reader.
     pub(super) fn reserve_transient(&self, reservation: &mut Reservation, bytes: usize) {
