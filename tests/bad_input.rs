@@ -4,7 +4,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::{FlightDescriptor, Ticket};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use serde_json::json;
 use std::sync::Arc;
 use tonic::Code;
@@ -138,42 +138,13 @@ async fn append_with_another_schema_is_refused() {
     server.shutdown_and_wait().await;
 }
 
-/// Starts a replace upload of "t" that sends `messages` and then either hangs (to be cancelled) or ends.
-async fn broken_upload(server: &TestServer, messages: Vec<arrow_flight::FlightData>, hang: bool) {
-    let mut raw = arrow_flight::flight_service_client::FlightServiceClient::new(
-        tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap(),
-    );
-    let input = futures::stream::iter(messages).chain(
-        futures::stream::once(async move {
-            if hang {
-                std::future::pending::<()>().await;
-            }
-            arrow_flight::FlightData::default()
-        })
-        .filter(move |_| std::future::ready(!hang)),
-    );
-    let call = tokio::spawn(async move { raw.do_put(input).await.map(|_| ()) });
-    if hang {
-        // Let the batches arrive, then drop the call: the client resets the HTTP/2 stream (a disconnect).
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        call.abort();
-        assert!(call.await.unwrap_err().is_cancelled());
-    } else {
-        let result = call.await.unwrap();
-        assert_eq!(result.unwrap_err().code(), Code::InvalidArgument);
-    }
-}
-
-fn upload_messages(batches: Vec<RecordBatch>) -> Vec<arrow_flight::FlightData> {
-    let cmd = FlightDescriptor::new_cmd(r#"{"op":"put","name":"t","mode":"replace"}"#);
-    let encoded = FlightDataEncoderBuilder::new()
-        .with_flight_descriptor(Some(cmd))
-        .build(futures::stream::iter(batches.into_iter().map(Ok)));
-    futures::executor::block_on(encoded.try_collect::<Vec<_>>()).unwrap()
+/// The messages of a replace upload of "t".
+async fn replace_t(batches: Vec<RecordBatch>) -> Vec<arrow_flight::FlightData> {
+    upload_messages(
+        FlightDescriptor::new_cmd(r#"{"op":"put","name":"t","mode":"replace"}"#),
+        batches,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -186,17 +157,22 @@ async fn failed_upload_leaves_nothing_behind() {
     let used = action(&mut client, "stats", json!({})).await.unwrap()["store"]["resident_bytes"].clone();
 
     // 1. the client disconnects after two batches
-    broken_upload(
-        &server,
-        upload_messages(vec![sample_batch(0, 1000), sample_batch(1000, 1000)]),
-        true,
+    let call = hanging_upload(
+        server.addr,
+        replace_t(vec![sample_batch(0, 1000), sample_batch(1000, 1000)]).await,
     )
     .await;
+    // let the batches arrive, then go away
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
     assert_eq!(listed_ids(&mut client).await, vec![1], "after disconnect");
     // 2. a corrupt message in the middle of the stream
-    let mut messages = upload_messages(vec![sample_batch(0, 1000), sample_batch(1000, 1000)]);
+    let mut messages = replace_t(vec![sample_batch(0, 1000), sample_batch(1000, 1000)]).await;
     messages[2].data_header = bytes::Bytes::from_static(b"\x00garbage header");
-    broken_upload(&server, messages, false).await;
+    let mut raw = arrow_flight::flight_service_client::FlightServiceClient::new(connect(server.addr).await);
+    let result = raw.do_put(futures::stream::iter(messages)).await;
+    assert_eq!(result.unwrap_err().code(), Code::InvalidArgument);
 
     // the server is still up, the name did not move, no flight appeared, the memory came back
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;

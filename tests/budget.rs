@@ -12,7 +12,7 @@ use arrow::datatypes::*;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use arrow_flight::{FlightClient, FlightDescriptor};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use serde_json::{Value, json};
 use tonic::Code;
 
@@ -280,22 +280,8 @@ async fn a_disconnect_mid_upload_leaves_no_log_behind() {
     }
     let before = files();
     // batches arrive (and are logged), then the client goes away without finishing
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut raw = arrow_flight::flight_service_client::FlightServiceClient::new(channel);
-    let messages: Vec<arrow_flight::FlightData> = FlightDataEncoderBuilder::new()
-        .with_flight_descriptor(Some(path(&["torn"])))
-        .build(futures::stream::iter(
-            (0..4).map(|i| Ok(sample_batch(i * 50_000, 50_000))),
-        ))
-        .try_collect()
-        .await
-        .unwrap();
-    let input = futures::stream::iter(messages).chain(futures::stream::pending());
-    let call = tokio::spawn(async move { raw.do_put(input).await.map(|_| ()) });
+    let batches = (0..4).map(|i| sample_batch(i * 50_000, 50_000)).collect();
+    let call = hanging_upload(server.addr, upload_messages(path(&["torn"]), batches).await).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !files().iter().any(|f| f.ends_with(".tmp")) {
         assert!(
@@ -544,12 +530,7 @@ async fn kill_9_during_durable_uploads_and_conversions_loses_nothing_acknowledge
         // uploads in the background; the kill lands during one of them or during a conversion
         let addr = server.addr.clone();
         let uploads = tokio::spawn(async move {
-            let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            let mut c = FlightClient::new(channel);
+            let mut c = FlightClient::new(connect(addr).await);
             let mut done = Vec::new();
             for i in 0..50u64 {
                 let batch = sample_batch((round * 1000 + i) as i64 * 10_000, 20_000 + (i as usize % 7) * 5000);

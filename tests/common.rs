@@ -10,9 +10,10 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
-use arrow_flight::{Action, FlightClient, FlightDescriptor, FlightInfo};
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::{Action, FlightClient, FlightData, FlightDescriptor, FlightInfo};
 use flightbay::Config;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -62,12 +63,7 @@ impl TestServer {
     }
 
     pub async fn client(&self) -> FlightClient {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect");
-        FlightClient::new(channel)
+        FlightClient::new(connect(self.addr).await)
     }
 
     /// Stops the server and waits until it has finished.
@@ -251,12 +247,7 @@ impl BinaryServer {
 
     /// A Flight client connected to it.
     pub async fn client(&self) -> FlightClient {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        FlightClient::new(channel)
+        FlightClient::new(connect(&self.addr).await)
     }
 
     /// SIGTERM, then waits (at most 60 s) for a successful exit.
@@ -294,4 +285,33 @@ fn uuid_like() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos()
+}
+
+/// A gRPC channel to the server at `addr` (`127.0.0.1:port`).
+pub async fn connect(addr: impl std::fmt::Display) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// The messages a client sends to upload `batches` to `descriptor`.
+pub async fn upload_messages(descriptor: FlightDescriptor, batches: Vec<RecordBatch>) -> Vec<FlightData> {
+    FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(descriptor))
+        .build(futures::stream::iter(batches.into_iter().map(Ok)))
+        .try_collect()
+        .await
+        .expect("encode")
+}
+
+/// Starts a DoPut that sends `messages` and then neither ends nor sends more. Aborting the returned task drops the
+/// call, and the client resets the HTTP/2 stream: a client that went away mid-upload.
+pub async fn hanging_upload(addr: impl std::fmt::Display, messages: Vec<FlightData>) -> JoinHandle<()> {
+    let mut raw = FlightServiceClient::new(connect(addr).await);
+    let input = futures::stream::iter(messages).chain(futures::stream::pending());
+    tokio::spawn(async move {
+        let _ = raw.do_put(input).await;
+    })
 }

@@ -11,7 +11,6 @@ use futures::StreamExt;
 use serde_json::json;
 use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::transport::Channel;
 
 use crate::common::*;
 
@@ -52,14 +51,6 @@ impl Codec for RawCodec {
     }
 }
 
-pub async fn channel(server: &TestServer) -> Channel {
-    Channel::from_shared(format!("http://{}", server.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 /// Sends `body` as the one request message of a unary or server-streaming RPC and returns the status code.
 pub async fn raw_unary(server: &TestServer, method: &str, body: &[u8]) -> Code {
     raw_unary_as(server, None, method, body).await
@@ -67,7 +58,7 @@ pub async fn raw_unary(server: &TestServer, method: &str, body: &[u8]) -> Code {
 
 /// [`raw_unary`] with an `authorization` header.
 pub async fn raw_unary_as(server: &TestServer, auth: Option<&str>, method: &str, body: &[u8]) -> Code {
-    let mut grpc = tonic::client::Grpc::new(channel(server).await);
+    let mut grpc = tonic::client::Grpc::new(connect(server.addr).await);
     grpc.ready().await.unwrap();
     let path = http::uri::PathAndQuery::try_from(format!("/arrow.flight.protocol.FlightService/{method}")).unwrap();
     let mut request = tonic::Request::new(Bytes::copy_from_slice(body));
@@ -96,7 +87,7 @@ pub async fn raw_put(server: &TestServer, messages: Vec<Bytes>) -> Code {
 
 /// [`raw_put`] with an `authorization` header.
 pub async fn raw_put_as(server: &TestServer, auth: Option<&str>, messages: Vec<Bytes>) -> Code {
-    let mut grpc = tonic::client::Grpc::new(channel(server).await);
+    let mut grpc = tonic::client::Grpc::new(connect(server.addr).await);
     grpc.ready().await.unwrap();
     let path = http::uri::PathAndQuery::from_static("/arrow.flight.protocol.FlightService/DoPut");
     let mut request = tonic::Request::new(futures::stream::iter(messages));
@@ -326,7 +317,7 @@ async fn client_deadlines_and_disconnects_stop_the_computation() {
         .unwrap();
 
     // grpc-timeout: the client's deadline passes, the server stops.
-    let mut raw = FlightServiceClient::new(channel(&server).await);
+    let mut raw = FlightServiceClient::new(connect(server.addr).await);
     let mut request = tonic::Request::new(FlightDescriptor::new_cmd(HEAVY_SQL));
     request.set_timeout(Duration::from_millis(300));
     let status = raw.get_flight_info(request).await.unwrap_err();
@@ -341,7 +332,7 @@ async fn client_deadlines_and_disconnects_stop_the_computation() {
     );
 
     // A client that goes away: the call is dropped while computing.
-    let mut raw = FlightServiceClient::new(channel(&server).await);
+    let mut raw = FlightServiceClient::new(connect(server.addr).await);
     let call = tokio::spawn(async move { raw.get_flight_info(FlightDescriptor::new_cmd(HEAVY_SQL)).await });
     wait_for(&mut client, |s| s["running"] == 1).await;
     call.abort();
@@ -366,11 +357,11 @@ async fn a_full_server_answers_unavailable_with_a_retry_hint() {
         .await
         .unwrap();
 
-    let mut raw = FlightServiceClient::new(channel(&server).await);
+    let mut raw = FlightServiceClient::new(connect(server.addr).await);
     let heavy = tokio::spawn(async move { raw.get_flight_info(FlightDescriptor::new_cmd(HEAVY_SQL)).await });
     wait_for(&mut client, |s| s["running"] == 1).await;
 
-    let mut raw = FlightServiceClient::new(channel(&server).await);
+    let mut raw = FlightServiceClient::new(connect(server.addr).await);
     let status = raw
         .get_flight_info(FlightDescriptor::new_cmd("SELECT 1 AS one"))
         .await

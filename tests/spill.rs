@@ -352,12 +352,7 @@ async fn kill_during_a_large_spill_leaves_a_consistent_catalog() {
     let batches: Vec<RecordBatch> = (0..12).map(|i| sample_batch(i * 100_000, 100_000)).collect();
     let addr = server.addr.clone();
     let upload_task = tokio::spawn(async move {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut c = FlightClient::new(channel);
+        let mut c = FlightClient::new(connect(addr).await);
         upload(&mut c, path(&["large"]), batches).await
     });
     // wait until the spill file is being written
