@@ -7,10 +7,10 @@
 //!    already have a file) pass the high-water mark, or a writer is waiting for room: write the segments of the least
 //!    recently used unpinned flight that lack a file, superseded flights first, as Arrow IPC (the fast format). The
 //!    segment keeps its memory; it is only dropped when room is needed.
-//! 2. **Conversion** — once nothing has been uploaded or computed for [`IDLE_BEFORE_CONVERSION`]: re-encode a
+//! 2. **Conversion** — once nothing has been uploaded, computed or read for [`IDLE_BEFORE_CONVERSION`]: re-encode a
 //!    segment whose file is Arrow IPC (written behind, written because it was too large, or a durable upload's log)
-//!    as Parquet, then retire the IPC file. A conversion stops as soon as an upload, a computation or a writer
-//!    waiting for room shows up, and is tried again at the next idle moment.
+//!    as Parquet, then retire the IPC file. A conversion stops as soon as an upload, a computation, a reader or a
+//!    writer waiting for room shows up, and is tried again at the next idle moment.
 //!
 //! A write that fails (disk full, disk limit) leaves the segment resident and is not retried for a while, so one
 //! flight never blocks the others.
@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// How often the writer looks for work without being woken.
 const IDLE_POLL: Duration = Duration::from_millis(500);
-/// How long nothing must have been uploaded or computed before IPC files are converted to Parquet.
+/// How long nothing must have been uploaded, computed or read before IPC files are converted to Parquet.
 pub(super) const IDLE_BEFORE_CONVERSION: Duration = Duration::from_secs(1);
 
 /// The background writer's shared flags.
@@ -41,7 +41,7 @@ pub(super) struct Background {
     kick: Notify,
     /// Set by `close`: the writer stops after its current job.
     stop: AtomicBool,
-    /// Uploads and computations in progress: conversions wait until there are none.
+    /// Uploads, computations and readers in progress: conversions wait until there are none.
     active: AtomicUsize,
     /// Writers waiting for room: write-behind runs even below the high-water mark.
     waiting: AtomicUsize,
@@ -69,7 +69,7 @@ impl Background {
         *self.last_active.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
-    /// Whether nothing has been uploaded or computed for `quiet`, and nobody waits for room.
+    /// Whether nothing has been uploaded, computed or read for `quiet`, and nobody waits for room.
     fn idle_for(&self, quiet: Duration) -> bool {
         self.active.load(Ordering::Relaxed) == 0
             && self.waiting.load(Ordering::Relaxed) == 0
@@ -148,7 +148,7 @@ impl FlightStore {
         self.shared.background.kick.notify_one();
     }
 
-    /// Marks an upload or computation in progress until the guard drops.
+    /// Marks an upload, computation or reader in progress until the guard drops.
     pub(super) fn active(&self) -> ActiveGuard {
         self.shared.background.active.fetch_add(1, Ordering::Relaxed);
         self.shared.background.touch();

@@ -49,9 +49,15 @@ impl FlightStore {
             pieces.push((part.clone(), (!whole).then_some((offset, take))));
         }
         let store = self.clone();
+        // A reader is foreground work: conversions wait until it is done (see the background module).
+        let active = self.active();
         futures::stream::iter(pieces)
             .map(move |(part, range)| store.read_part(part, range, projection.clone()))
             .flatten()
+            .map(move |batch| {
+                let _reading = &active;
+                batch
+            })
             .boxed()
     }
 
