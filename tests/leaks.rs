@@ -243,6 +243,11 @@ async fn password_guessing_is_throttled() {
         );
     }
     assert_eq!(login(&server, "bob", "bobs").await, Code::ResourceExhausted);
+    // DoGet logs in through the same check, with the peer's address.
+    let mut c = server.client().await;
+    c.add_header("authorization", &basic("bob", "bobs")).unwrap();
+    let refused = c.do_get(arrow_flight::Ticket::new("1")).await.err().map(code);
+    assert_eq!(refused, Some(Code::ResourceExhausted));
     // Bearer tokens are not affected.
     let mut c = as_user(&server, &["alpha:read"]).await;
     action(&mut c, "health", json!({})).await.unwrap();

@@ -35,7 +35,7 @@ pub(super) async fn handle(
 
 /// Checks the ticket and the caller's access, then streams the flight.
 pub(super) async fn messages(service: &FlightbayService, request: Request<Ticket>) -> Result<Messages, Status> {
-    let access = authorize(service, request.metadata()).await?;
+    let access = authorize(service, &request).await?;
     let ticket = FlightTicket::try_decode(&request.into_inner().ticket)?;
     access.read_flight(ticket.id)?;
     let flight = service.store().get(ticket.id)?;
