@@ -14,6 +14,8 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod protocol;
 pub mod query;
 pub mod server;
