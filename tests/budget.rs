@@ -491,6 +491,36 @@ async fn datafusion_spills_count_against_the_disk_limit() {
     }
 }
 
+#[tokio::test]
+async fn sort_by_gives_the_same_stable_order_in_memory_and_through_the_spilling_sort() {
+    let rows = 400_000;
+    let batches: Vec<RecordBatch> = (0..8).map(|i| sample_batch(i * 50_000, 50_000)).collect();
+    // name ascending (13 values: ties everywhere), value descending with nulls last, ties in input order
+    let mut expected: Vec<i64> = (0..rows as i64).collect();
+    let name = |i: i64| format!("name-{}", i % 13);
+    let value = |i: i64| (i % 7 != 0).then_some(i as f64 * 0.5);
+    expected.sort_by(|&a, &b| {
+        name(a).cmp(&name(b)).then_with(|| match (value(a), value(b)) {
+            (Some(x), Some(y)) => y.total_cmp(&x),
+            (x, y) => y.is_none().cmp(&x.is_none()).reverse(),
+        })
+    });
+    let op = r#"{"op":"sort_by","source":"t","keys":[["name","ascending"],["value","descending"]],"null_placement":"at_end"}"#;
+    // 1 GiB: sorted in memory. 20 MiB with the 14 MB input spilled: its rows and the in-memory sort's working
+    // memory (40 bytes a row) do not fit together, so the sort goes through DataFusion's, reading from disk.
+    for limit in ["1GiB", "20MiB"] {
+        let server = TestServer::start_with(|c| c.memory_limit = limit.parse().unwrap()).await;
+        let mut client = server.client().await;
+        upload(&mut client, path(&["t"]), batches.clone()).await.unwrap();
+        action(&mut client, "spill", json!({"name": "t"})).await.unwrap();
+        let sorted = fetch_all(&mut client, FlightDescriptor::new_cmd(op)).await.unwrap();
+        let ids = sorted.column(0).as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(ids.len(), rows, "{limit}");
+        assert!(ids == expected, "{limit}: the order differs");
+        server.shutdown_and_wait().await;
+    }
+}
+
 /// Uploads run while the server is killed; after each restart every acknowledged upload is back byte for byte,
 /// nothing half-uploaded is listed, and ids only grow.
 #[tokio::test]

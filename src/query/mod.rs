@@ -320,11 +320,12 @@ impl Engine {
                 keys, null_placement, ..
             } => {
                 let keys = keys.keys();
-                // In memory when the input and the sort's working memory fit the budget; otherwise DataFusion's
-                // sort, which spills to disk.
-                let room = match self.store.scratch(source.meta.num_rows as usize * 40).await {
-                    Ok(scratch) => self.store.load(&source).await.map(|loaded| (scratch, loaded)),
-                    Err(e) => Err(e),
+                // In memory when the sort's working memory fits the budget now; otherwise DataFusion's sort,
+                // which takes memory batch by batch and spills to disk. (Waiting for the background writer to make
+                // room for a whole in-memory sort made a 10M-row sort at a full budget 30 % slower than that.)
+                let room = match self.store.scratch_now(source.meta.num_rows as usize * 40) {
+                    Some(scratch) => self.store.load(&source).await.map(|loaded| (scratch, loaded)),
+                    None => Err(Error::ResourceExhausted("no room for an in-memory sort now".into())),
                 };
                 let (scratch, loaded) = match room {
                     Ok(room) => room,

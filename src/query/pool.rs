@@ -3,11 +3,16 @@
 //! memory of flights that are already on disk, then waits for the background writer to put more on disk (blocking
 //! its compute thread); failing that, its operator spills (to the data directory, counted
 //! against the disk limit) or the query fails with RESOURCE_EXHAUSTED.
+//!
+//! Like DataFusion's `FairSpillPool`, operators that can spill share what queries may use equally: each gets at
+//! most its share of the budget minus what stored flights hold (and cannot give back) and what operators that
+//! cannot spill hold, so one partition's sort cannot take the memory another needs to merge its spilled runs.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::error::DataFusionError;
-use datafusion::execution::memory_pool::{MemoryLimit, MemoryPool, MemoryReservation};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation};
 
 use crate::store::FlightStore;
 
@@ -17,6 +22,14 @@ pub struct BudgetPool {
     store: FlightStore,
     /// Bytes DataFusion holds now.
     reserved: AtomicUsize,
+    /// Operators that can spill, and what those that cannot hold.
+    shares: Mutex<Shares>,
+}
+
+#[derive(Debug, Default)]
+struct Shares {
+    spillers: usize,
+    unspillable: usize,
 }
 
 impl BudgetPool {
@@ -25,7 +38,23 @@ impl BudgetPool {
         Self {
             store,
             reserved: AtomicUsize::new(0),
+            shares: Mutex::new(Shares::default()),
         }
+    }
+
+    fn shares(&self) -> std::sync::MutexGuard<'_, Shares> {
+        self.shares.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Most a spilling operator may hold: an equal share of the budget less what stored flights hold and cannot
+    /// give back now and what non-spilling operators hold.
+    fn spill_share(&self) -> usize {
+        let budget = self.store.budget();
+        let held_by_store = budget.used().saturating_sub(self.reserved());
+        let store_floor = held_by_store.saturating_sub(self.store.freeable_bytes());
+        let shares = self.shares();
+        let available = budget.limit().saturating_sub(store_floor + shares.unspillable);
+        available / shares.spillers.max(1)
     }
 }
 
@@ -45,19 +74,51 @@ impl MemoryPool for BudgetPool {
         "flightbay"
     }
 
-    fn grow(&self, _reservation: &MemoryReservation, additional: usize) {
-        self.store.budget().add(additional);
-        self.reserved.fetch_add(additional, Ordering::Relaxed);
+    fn register(&self, consumer: &MemoryConsumer) {
+        if consumer.can_spill() {
+            self.shares().spillers += 1;
+        }
     }
 
-    fn shrink(&self, _reservation: &MemoryReservation, shrink: usize) {
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        if consumer.can_spill() {
+            let mut shares = self.shares();
+            shares.spillers = shares.spillers.saturating_sub(1);
+        }
+    }
+
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.store.budget().add(additional);
+        self.reserved.fetch_add(additional, Ordering::Relaxed);
+        if !reservation.consumer().can_spill() {
+            self.shares().unspillable += additional;
+        }
+    }
+
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
         self.store.budget().sub(shrink);
         self.reserved.fetch_sub(shrink, Ordering::Relaxed);
+        if !reservation.consumer().can_spill() {
+            let mut shares = self.shares();
+            shares.unspillable = shares.unspillable.saturating_sub(shrink);
+        }
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> datafusion::error::Result<()> {
+        let spills = reservation.consumer().can_spill();
+        if spills && reservation.size() + additional > self.spill_share() {
+            // Over its share: the operator spills what it holds and tries again.
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "{} needs {additional} more bytes beyond its share of the memory budget ({} bytes)",
+                reservation.consumer().name(),
+                self.spill_share(),
+            )));
+        }
         if self.store.reserve_blocking(additional) {
             self.reserved.fetch_add(additional, Ordering::Relaxed);
+            if !spills {
+                self.shares().unspillable += additional;
+            }
             return Ok(());
         }
         let used = self.store.budget().used();

@@ -59,6 +59,26 @@ impl FlightStore {
         )))
     }
 
+    /// [`Self::scratch`] if the budget has the room now (free, or by dropping the memory of flights already on
+    /// disk); never waits for the background writer.
+    pub fn scratch_now(&self, bytes: usize) -> Option<Reservation> {
+        let limit = self.budget().limit();
+        let mut reservation = self.budget().reservation();
+        let reserved = reservation.try_grow(bytes) || (self.evict(bytes, limit) && reservation.try_grow(bytes));
+        reserved.then_some(reservation)
+    }
+
+    /// Bytes of the budget that dropping what is on disk would give back now: resident segments with a file, not
+    /// pinned, and not held by a reader.
+    pub(crate) fn freeable_bytes(&self) -> usize {
+        let st = self.state();
+        st.segments
+            .values()
+            .filter(|s| s.evictable() && s.memory.as_ref().is_some_and(|m| Arc::strong_count(m) == 1))
+            .map(|s| s.bytes as usize)
+            .sum()
+    }
+
     /// Adds `bytes` to the budget outside a reservation if there is room, dropping the memory of segments already
     /// on disk to make it; never waits. For DataFusion's memory pool, which must answer at once.
     pub(crate) fn try_reserve_now(&self, bytes: usize) -> bool {
