@@ -40,14 +40,14 @@ class Server:
     def __init__(self, binary: str, tmp: Path, *args: str) -> None:
         ready = tmp / "ready"
         self.proc = subprocess.Popen(
-            [binary, "--port", "0", "--ready-file", str(ready), "--data-dir", str(tmp / "data"), "--log", "warn", *args]
+            [binary, "--port", "0", "--http-port", "off", "--ready-file", str(ready), "--data-dir", str(tmp / "data"), "--log", "warn", *args]
         )
         deadline = time.monotonic() + 60
         while not ready.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("flightbay did not start")
             time.sleep(0.02)
-        self.client = flight.connect(f"grpc://{ready.read_text().strip()}")
+        self.client = flight.connect(f"grpc://{ready.read_text().splitlines()[0].strip()}")
 
     def peak_rss(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
