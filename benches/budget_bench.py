@@ -138,7 +138,7 @@ class Bench:
     def flightbay(self, label: str, *extra: str) -> Process:
         d = self.tmp / label
         d.mkdir()
-        argv = [self.args.bin, "--port", "0", "--ready-file", str(d / "ready"), "--data-dir", str(d / "data")]
+        argv = [self.args.bin, "--port", "0", "--http-port", "off", "--ready-file", str(d / "ready"), "--data-dir", str(d / "data")]
         argv += ["--memory-limit", str(self.budget), "--log", "warn", *extra]
         return Process(argv, d / "ready", d / "log")
 

@@ -113,7 +113,7 @@ wait_ready() { # wait_ready <file> <pid> <log> <what>
     return 1
 }
 
-FLIGHTBAY_LOG=warn "$BIN" --host 127.0.0.1 --port 0 --ready-file "$tmp/flightbay.ready" \
+FLIGHTBAY_LOG=warn "$BIN" --host 127.0.0.1 --port 0 --http-port off --ready-file "$tmp/flightbay.ready" \
     --data-dir "$tmp/flightbay-data" --memory-limit 8GiB --ephemeral >"$tmp/flightbay.log" 2>&1 &
 fb_pid=$!
 pids+=("$fb_pid")
@@ -134,7 +134,7 @@ else
     command="benches/run.sh"
 fi
 "$PY" benches/flight_bench.py \
-    --flightbay "grpc://$(cat "$tmp/flightbay.ready")" --flightbay-pid "$fb_pid" \
+    --flightbay "grpc://$(head -n 1 "$tmp/flightbay.ready")" --flightbay-pid "$fb_pid" \
     --reference "grpc://$(cat "$tmp/reference.ready")" --reference-pid "$ref_pid" \
     --loopback "$tmp/loopback.json" --rows "$rows" --reps "$reps" --warmup "$warmup" \
     --latency-calls "$latency_calls" --hit-calls "$hit_calls" \

@@ -32,7 +32,7 @@ class Server:
         self.log_path = log or data_dir.parent / f"{data_dir.name}.log"
         self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [flightbay_bin(), "--host", "127.0.0.1", "--port", "0", "--ready-file", str(ready),
+            [flightbay_bin(), "--host", "127.0.0.1", "--port", "0", "--http-port", "off", "--ready-file", str(ready),
              "--data-dir", str(data_dir), "--log", "warn", *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -45,7 +45,7 @@ class Server:
                 self.kill()
                 raise TimeoutError("flightbay did not start within 60 s")
             time.sleep(0.01)
-        self.address = ready.read_text().strip()
+        self.address = ready.read_text().splitlines()[0].strip()
         ready.unlink(missing_ok=True)
         assert self.address.startswith("127.0.0.1:"), self.address
         self.uri = f"grpc://{self.address}"

@@ -108,7 +108,12 @@ pub struct Config {
     #[arg(long, env = "FLIGHTBAY_DEFAULT_PUT_MODE", value_enum, default_value_t = PutMode::Error)]
     pub default_put_mode: PutMode,
 
-    /// Once listening, write the bound "host:port" to this file (for scripts and tests using --port 0).
+    /// Port of the HTTP side listener on --host (/metrics, /health); 0 picks a free port, "off" turns it off.
+    #[arg(long, env = "FLIGHTBAY_HTTP_PORT", default_value = "8816")]
+    pub http_port: HttpPort,
+
+    /// Once listening, write the bound Flight "host:port" to this file, and the HTTP listener's "http://host:port"
+    /// as a second line when it is on (for scripts and tests using --port 0).
     #[arg(long, env = "FLIGHTBAY_READY_FILE")]
     pub ready_file: Option<PathBuf>,
 
@@ -197,6 +202,48 @@ impl Config {
         match self.max_concurrent_queries {
             Some(n) if n > 0 => n,
             _ => 4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// `--http-port`: a port (0 picks a free one) or off.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum HttpPort {
+    /// No HTTP listener.
+    Off,
+    /// Listen on this port (0: any free port).
+    Port(u16),
+}
+
+impl HttpPort {
+    /// The port to bind, `None` when off.
+    pub fn port(self) -> Option<u16> {
+        match self {
+            HttpPort::Off => None,
+            HttpPort::Port(p) => Some(p),
+        }
+    }
+}
+
+impl FromStr for HttpPort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "off" | "none" | "false" => Ok(HttpPort::Off),
+            t => t
+                .parse()
+                .map(HttpPort::Port)
+                .map_err(|_| format!("bad HTTP port {s:?}: expected 0-65535 or \"off\"")),
+        }
+    }
+}
+
+impl fmt::Display for HttpPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpPort::Off => f.write_str("off"),
+            HttpPort::Port(p) => write!(f, "{p}"),
         }
     }
 }
@@ -313,6 +360,7 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.port, 8815);
         assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(c.http_port, HttpPort::Port(8816));
         assert_eq!(c.max_message_bytes(), 256 << 20);
         assert_eq!(c.default_put_mode, PutMode::Error);
         assert_eq!(c.spill_high_water, 0.8);
@@ -331,5 +379,12 @@ mod tests {
         assert_eq!(c.max_concurrent_queries_resolved(), 3);
         assert_eq!(parse_timeout("30s"), Ok(Duration::from_secs(30)));
         assert!(parse_timeout("soon").is_err());
+        let c = Cli::parse_from(["flightbay", "--http-port", "off"]).into_config();
+        assert_eq!(c.http_port.port(), None);
+        let c = Cli::parse_from(["flightbay", "serve", "--http-port", "0"]).into_config();
+        assert_eq!(c.http_port.port(), Some(0));
+        for bad in ["", "x", "65536", "-1"] {
+            assert!(bad.parse::<HttpPort>().is_err(), "{bad}");
+        }
     }
 }

@@ -1,5 +1,11 @@
-//! Transport: builds the tonic server around [`FlightbayService`], applies message limits and TCP settings, and
-//! runs until a shutdown signal (Ctrl-C, SIGTERM, the `shutdown` action, or the caller's future).
+//! Transport: builds the tonic server around [`FlightbayService`], applies message limits and TCP settings, starts
+//! the HTTP side listener ([`crate::http`]), and runs until a shutdown signal (Ctrl-C, SIGTERM, the `shutdown`
+//! action, or the caller's future).
+//!
+//! gRPC Health v1 is served on the Flight port beside Flight ([`crate::health`]).
+//!
+//! Shutdown: health turns to draining, the Flight server stops accepting and finishes the requests in flight,
+//! resident flights are written out, and only then does the HTTP listener stop, so probes see the drain.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,11 +20,15 @@ use crate::auth::{Authenticator, Grants, TokenAuthority, Users};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::health::Health;
+use crate::http::HttpState;
+use crate::metrics::Metrics;
 use crate::query::Engine;
-use crate::service::{DecodeStatusLayer, DoGetLayer, FlightbayService};
+use crate::service::{DecodeStatusLayer, DoGetLayer, FlightbayService, RpcMetricsLayer};
 use crate::store::{FlightStore, StoreConfig};
 
-/// Serves Flight on `listener` until `shutdown` completes or a client sends the `shutdown` action.
+/// Serves Flight on `listener` (and HTTP on `--http-port`) until `shutdown` completes or a client sends the
+/// `shutdown` action.
 ///
 /// Tests call this on `127.0.0.1:0`; the binary calls it with [`shutdown_signal`].
 pub async fn run(
@@ -43,15 +53,32 @@ pub async fn run(
     let service = FlightbayService::try_new(store.clone(), engine, config.clone(), Arc::clone(&stop), auth)?;
     let max_message = config.max_message_bytes();
     let do_get = DoGetLayer::new(service.clone(), max_message);
+    let metrics = Arc::new(Metrics::new(service.clone()));
     let flight = FlightServiceServer::new(service)
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
 
+    let (health, health_service) = Health::new().await;
+    let http_listener = match config.http_port.port() {
+        Some(port) => Some(
+            TcpListener::bind((config.host.as_str(), port))
+                .await
+                .map_err(|e| Error::invalid(format!("cannot listen on {}:{port} (--http-port): {e}", config.host)))?,
+        ),
+        None => None,
+    };
+    let http_addr = http_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+
     if let Some(path) = &config.ready_file {
-        write_ready_file(path, &addr.to_string())?;
+        let mut contents = addr.to_string();
+        if let Some(http) = http_addr {
+            contents.push_str(&format!("\nhttp://{http}"));
+        }
+        write_ready_file(path, &contents)?;
     }
     tracing::info!(
         %addr,
+        http = %http_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
         memory_limit = config.memory_limit_bytes(),
         data_dir = %config.data_dir.display(),
         "flightbay listening"
@@ -62,13 +89,28 @@ pub async fn run(
         eprintln!("WARNING: {warning}");
     }
 
+    // The HTTP listener runs until told to stop after the Flight server and the store have finished.
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = http_listener.map(|listener| {
+        let state = HttpState {
+            health: health.clone(),
+            metrics: Arc::clone(&metrics),
+        };
+        tokio::spawn(crate::http::serve(listener, state, async {
+            // Err means the sender was dropped: `run` is unwinding, so stopping is right as well.
+            let _ = http_stopped.await;
+        }))
+    });
+
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let draining = health.clone();
     let signal = async move {
         tokio::select! {
             () = shutdown => {}
             () = stop.notified() => {}
         }
         tracing::info!("flightbay shutting down");
+        draining.drain().await;
     };
     let mut builder = tonic::transport::Server::builder()
         .max_frame_size(H2_MAX_FRAME_BYTES)
@@ -79,15 +121,28 @@ pub async fn run(
             .tls_config(tls)
             .map_err(|e| Error::invalid(format!("TLS configuration: {e}")))?;
     }
-    builder
+    // Outermost first: the metrics layer sees the status clients see and times DoGet's own route too.
+    let served = builder
+        .layer(RpcMetricsLayer::new(metrics.rpc()))
         .layer(DecodeStatusLayer)
         .layer(do_get)
         .add_service(flight)
+        .add_service(health_service)
         .serve_with_incoming_shutdown(incoming, signal)
         .await
-        .map_err(|e| Error::internal(format!("transport error: {e}")))?;
+        .map_err(|e| Error::internal(format!("transport error: {e}")));
     // Every connection is closed: write resident flights out so a restart finds them.
-    store.close().await?;
+    let closed = match served {
+        Ok(()) => store.close().await,
+        Err(e) => Err(e),
+    };
+    // Err means the HTTP task already ended (it failed); its result below says how.
+    let _ = http_stop.send(());
+    if let Some(http) = http {
+        http.await
+            .map_err(|e| Error::internal(format!("HTTP listener task: {e}")))??;
+    }
+    closed?;
     tracing::info!("flightbay stopped");
     Ok(())
 }

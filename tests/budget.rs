@@ -437,7 +437,7 @@ async fn a_second_server_on_a_live_data_dir_refuses_to_start() {
         .await
         .unwrap();
     let second = std::process::Command::new(BIN)
-        .args(["--port", "0", "--log", "warn", "--data-dir"])
+        .args(["--port", "0", "--http-port", "off", "--log", "warn", "--data-dir"])
         .arg(&data)
         .output()
         .unwrap();

@@ -19,6 +19,7 @@ fn help_lists_every_flag() {
         "--max-message-size",
         "--default-put-mode",
         "--ready-file",
+        "--http-port",
         "--log",
         "--disk-limit",
         "--durable",

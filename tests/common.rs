@@ -13,6 +13,7 @@ use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{Action, FlightClient, FlightData, FlightDescriptor, FlightInfo};
 use flightbay::Config;
+use flightbay::config::HttpPort;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -34,6 +35,8 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             port: 0,
+            // Tests that want the HTTP listener use `start_http`, on a free port.
+            http_port: HttpPort::Off,
             data_dir: dir.path().join("data"),
             memory_limit: "1GiB".parse().expect("size"),
             log: "warn".into(),
@@ -57,6 +60,30 @@ impl TestServer {
         }
     }
 
+    /// A server with its HTTP listener on a free port; returns it with the listener's `host:port`, read from the
+    /// ready file's second line.
+    pub async fn start_http(configure: impl FnOnce(&mut Config)) -> (Self, String) {
+        let ready = tempfile::NamedTempFile::new().expect("temp file").into_temp_path();
+        let ready_path = ready.to_path_buf();
+        std::fs::remove_file(&ready_path).expect("remove the placeholder");
+        let server = Self::start_with(|c| {
+            c.http_port = HttpPort::Port(0);
+            c.ready_file = Some(ready_path.clone());
+            configure(c);
+        })
+        .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let contents = loop {
+            if let Ok(s) = std::fs::read_to_string(&ready_path) {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "server did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let http = ready_lines(&contents).1.expect("an HTTP line in the ready file");
+        (server, http)
+    }
+
     /// The server's data directory.
     pub fn data_dir(&self) -> std::path::PathBuf {
         self._dir.path().join("data")
@@ -64,6 +91,14 @@ impl TestServer {
 
     pub async fn client(&self) -> FlightClient {
         FlightClient::new(connect(self.addr).await)
+    }
+
+    /// Starts a graceful shutdown without waiting for it (see [`Self::shutdown_and_wait`]).
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            // Err means the server already stopped; there is nothing left to begin.
+            let _ = tx.send(());
+        }
     }
 
     /// Stops the server and waits until it has finished.
@@ -209,12 +244,69 @@ pub fn pretty(batches: &[RecordBatch]) -> String {
 /// The binary Cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_flightbay");
 
+/// The ready file's lines: the Flight `host:port`, and the HTTP listener's `host:port` (without `http://`) when on.
+pub fn ready_lines(contents: &str) -> (String, Option<String>) {
+    let mut lines = contents.lines();
+    let flight = lines.next().unwrap_or_default().trim().to_string();
+    let http = lines
+        .next()
+        .map(|l| l.trim().strip_prefix("http://").expect("http:// line").to_string());
+    (flight, http)
+}
+
+/// A minimal HTTP/1.1 GET (no client library needed for two endpoints): returns the status code, the
+/// `Content-Type` and the body.
+pub async fn http_get(addr: &str, path: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect HTTP");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .expect("status")
+        .parse()
+        .expect("status code");
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type").then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, content_type, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
 /// The real `flightbay` binary on an ephemeral port: `extra` arguments first (a subcommand, flags), then the port,
-/// a ready file and `--data-dir data`. Killed on drop if a test fails before it stops it.
+/// an ephemeral HTTP port, a ready file and `--data-dir data`. Killed on drop if a test fails before it stops it.
 pub struct BinaryServer {
     child: Child,
     /// `host:port` from the ready file.
     pub addr: String,
+    /// The HTTP listener's `host:port` from the ready file.
+    pub http: String,
 }
 
 impl BinaryServer {
@@ -222,7 +314,7 @@ impl BinaryServer {
         let ready = data.with_extension(format!("ready-{}", uuid_like()));
         let child = Command::new(BIN)
             .args(extra)
-            .args(["--port", "0", "--log", "warn"])
+            .args(["--port", "0", "--http-port", "0", "--log", "warn"])
             .arg("--ready-file")
             .arg(&ready)
             .arg("--data-dir")
@@ -232,7 +324,7 @@ impl BinaryServer {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
+        let contents = loop {
             if let Ok(s) = std::fs::read_to_string(&ready)
                 && !s.is_empty()
             {
@@ -242,7 +334,12 @@ impl BinaryServer {
             std::thread::sleep(Duration::from_millis(10));
         };
         let _ = std::fs::remove_file(&ready);
-        Self { child, addr }
+        let (addr, http) = ready_lines(&contents);
+        Self {
+            child,
+            addr,
+            http: http.expect("an HTTP line in the ready file"),
+        }
     }
 
     /// A Flight client connected to it.

@@ -13,5 +13,6 @@ mod deep_input;
 mod derive;
 mod hostile;
 mod leaks;
+mod observability;
 mod put_get;
 mod spill;

@@ -40,7 +40,7 @@ func startServer(t *testing.T) string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(serverBin(t),
-		"--host", "127.0.0.1", "--port", "0",
+		"--host", "127.0.0.1", "--port", "0", "--http-port", "off",
 		"--ready-file", ready,
 		"--data-dir", filepath.Join(dir, "data"),
 		"--memory-limit", "1GiB")
@@ -71,9 +71,11 @@ func startServer(t *testing.T) string {
 
 	deadline := time.After(30 * time.Second)
 	for {
-		// flightbay writes the file by rename, so it is complete once it exists.
+		// flightbay writes the file by rename, so it is complete once it exists. The first line is the Flight
+		// address (a second one, the HTTP listener's, appears when that is on).
 		if b, err := os.ReadFile(ready); err == nil {
-			return strings.TrimSpace(string(b))
+			first, _, _ := strings.Cut(string(b), "\n")
+			return strings.TrimSpace(first)
 		}
 		select {
 		case err := <-exited:

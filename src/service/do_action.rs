@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::auth::{Access, authorize};
 use super::{BoxStream, FlightbayService};
 use crate::auth::Level;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::protocol::Action;
 use crate::store::{FlightId, FlightRef};
 
@@ -73,11 +73,7 @@ async fn run(service: &FlightbayService, access: &Access, action: Action) -> Res
         }
         Action::Stats => {
             access.require_everywhere(Level::Admin)?;
-            Ok(json!({
-                "store": store.stats(),
-                "engine": service.engine().stats(),
-                "compute": service.inner.compute.stats(),
-            }))
+            serde_json::to_value(service.stats()).map_err(|e| Error::internal(format!("encoding stats: {e}")))
         }
         Action::Health => Ok(json!({
             "status": "ok",

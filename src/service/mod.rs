@@ -13,6 +13,7 @@ mod handshake;
 mod info;
 mod list_actions;
 mod list_flights;
+mod rpc_metrics;
 mod wire;
 
 use std::pin::Pin;
@@ -25,16 +26,18 @@ use arrow_flight::{
     PollInfo, PutResult, SchemaResult, Ticket,
 };
 use futures::Stream;
+use serde::Serialize;
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::query::Engine;
-use crate::store::FlightStore;
+use crate::query::{Engine, EngineStats};
+use crate::store::{FlightStore, StoreStats};
 
 pub use compute::{COMPUTE_STACK_BYTES, ComputeStats};
 pub use decode_status::DecodeStatusLayer;
+pub use rpc_metrics::RpcMetricsLayer;
 pub use wire::DoGetLayer;
 
 /// A boxed response stream.
@@ -85,6 +88,16 @@ impl FlightbayService {
         })
     }
 
+    /// The counters of the store, the result cache and the computation queue: what the `stats` action answers
+    /// and `/metrics` exposes.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            store: self.inner.store.stats(),
+            engine: self.inner.engine.stats(),
+            compute: self.inner.compute.stats(),
+        }
+    }
+
     fn store(&self) -> &FlightStore {
         &self.inner.store
     }
@@ -92,6 +105,17 @@ impl FlightbayService {
     fn engine(&self) -> &Engine {
         &self.inner.engine
     }
+}
+
+/// Counters of a running server (see [`FlightbayService::stats`]).
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    /// Flights, memory, disk, spills, reloads, evictions.
+    pub store: StoreStats,
+    /// The result cache.
+    pub engine: EngineStats,
+    /// SQL queries and ops: running, queued, and how they ended.
+    pub compute: ComputeStats,
 }
 
 #[tonic::async_trait]

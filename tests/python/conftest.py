@@ -20,14 +20,25 @@ def flightbay_bin() -> str:
 
 
 class Server:
-    """A flightbay process; ``uri`` is ``grpc://127.0.0.1:<port>``."""
+    """A flightbay process; ``uri`` is ``grpc://127.0.0.1:<port>``, ``http`` its HTTP listener's ``http://…``."""
 
     def __init__(self, tmp: Path, *args: str) -> None:
         self.data_dir = tmp / "data"
         ready = tmp / "ready"
         self.log = open(tmp / "server.log", "w")
         self.proc = subprocess.Popen(
-            [flightbay_bin(), "--port", "0", "--ready-file", str(ready), "--data-dir", str(self.data_dir), *args],
+            [
+                flightbay_bin(),
+                "--port",
+                "0",
+                "--http-port",
+                "0",
+                "--ready-file",
+                str(ready),
+                "--data-dir",
+                str(self.data_dir),
+                *args,
+            ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -38,8 +49,11 @@ class Server:
             if time.monotonic() > deadline:
                 raise TimeoutError("flightbay did not start")
             time.sleep(0.02)
-        self.address = ready.read_text().strip()
+        # First line: the Flight host:port; second: http://host:port of the HTTP listener.
+        lines = ready.read_text().splitlines()
+        self.address = lines[0].strip()
         self.uri = f"grpc://{self.address}"
+        self.http = lines[1].strip()
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -30,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$FLIGHTBAY_BIN" --host 127.0.0.1 --port 0 --ready-file "$dir/ready" --data-dir "$dir/data" --memory-limit 1GiB \
+"$FLIGHTBAY_BIN" --host 127.0.0.1 --port 0 --http-port off --ready-file "$dir/ready" --data-dir "$dir/data" --memory-limit 1GiB \
     >"$dir/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1500); do
@@ -43,7 +43,7 @@ for _ in $(seq 1500); do
     sleep 0.02
 done
 [ -e "$dir/ready" ] || { echo "flightbay did not start within 30s" >&2; exit 1; }
-export FLIGHTBAY_URI="grpc://$(cat "$dir/ready")"
+export FLIGHTBAY_URI="grpc://$(head -n 1 "$dir/ready")"
 
 echo "shared server at $FLIGHTBAY_URI: the Go client creates go_shared"
 rc=0

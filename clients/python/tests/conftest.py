@@ -38,8 +38,8 @@ class Server:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             # --ephemeral: the data dir is thrown away, so shutdown need not write resident flights to it.
-            [flightbay_bin(), "--port", "0", "--ready-file", str(ready), "--data-dir", str(tmp / "data"), "--ephemeral"]
-            + list(args),
+            [flightbay_bin(), "--port", "0", "--http-port", "off", "--ready-file", str(ready)]
+            + ["--data-dir", str(tmp / "data"), "--ephemeral", *args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -51,7 +51,7 @@ class Server:
                 self.stop()
                 raise TimeoutError("flightbay did not start within 30 s")
             time.sleep(0.02)
-        self.uri = f"grpc://{ready.read_text().strip()}"
+        self.uri = f"grpc://{ready.read_text().splitlines()[0].strip()}"
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -51,6 +51,7 @@ final class FlightbayServer implements AutoCloseable {
                 bin,
                 "--host", "127.0.0.1",
                 "--port", "0",
+                "--http-port", "off",
                 "--ready-file", ready.toString(),
                 "--data-dir", dir.resolve("data").toString(),
                 "--memory-limit", "1GiB")
@@ -70,7 +71,9 @@ final class FlightbayServer implements AutoCloseable {
         }
         Thread.sleep(20);
       }
-      return new FlightbayServer(dir, log, process, Files.readString(ready, StandardCharsets.UTF_8).trim());
+      // The first line is the Flight address (a second one, the HTTP listener's, appears when that is on).
+      String address = Files.readString(ready, StandardCharsets.UTF_8).lines().findFirst().orElse("").trim();
+      return new FlightbayServer(dir, log, process, address);
     } catch (RuntimeException | IOException | InterruptedException e) {
       stop(process);
       deleteTree(dir);
