@@ -7,6 +7,7 @@
 //! Like DataFusion's `FairSpillPool`, operators that can spill share what queries may use equally: each gets at
 //! most its share of the budget minus what stored flights hold (and cannot give back) and what operators that
 //! cannot spill hold, so one partition's sort cannot take the memory another needs to merge its spilled runs.
+//! An operator that holds nothing yet may take its first batch beyond its share (it has nothing to spill).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -106,8 +107,9 @@ impl MemoryPool for BudgetPool {
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> datafusion::error::Result<()> {
         let spills = reservation.consumer().can_spill();
-        if spills && reservation.size() + additional > self.spill_share() {
-            // Over its share: the operator spills what it holds and tries again.
+        // Over its share, an operator that holds something spills it and tries again; one that holds nothing
+        // could not, so its first batch is granted if the budget has it.
+        if spills && reservation.size() > 0 && reservation.size() + additional > self.spill_share() {
             return Err(DataFusionError::ResourcesExhausted(format!(
                 "{} needs {additional} more bytes beyond its share of the memory budget ({} bytes)",
                 reservation.consumer().name(),
