@@ -5,10 +5,13 @@
 //! failed call prints one line, `flightbay: NOT_FOUND: no flight is named default.trips`, and exits with
 //! `10 + the gRPC status code` (NOT_FOUND 15, ALREADY_EXISTS 16, UNAVAILABLE 24 for a server that cannot be
 //! reached, …); a local problem (a file that cannot be read or written) exits with 1 and usage errors with 2.
+//! Uploads and downloads that take longer than a moment show a progress bar on stderr when it is a terminal.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::{RecordBatch, RecordBatchReader};
@@ -16,7 +19,8 @@ use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::{Action, FlightClient, FlightDescriptor, FlightInfo};
 use clap::{Args, Subcommand};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::store::PutMode;
@@ -291,32 +295,48 @@ async fn put(client: &mut FlightClient, file: &Path, name: &str, mode: Option<Pu
     if let Some(mode) = mode {
         command["mode"] = json!(mode.as_str());
     }
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let progress = Progress::new("uploading", rows as u64);
+    let counted = progress.clone();
+    let batches = futures::stream::iter(batches).map(move |b| {
+        counted.add(b.num_rows() as u64);
+        Ok(b)
+    });
     let stream = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .with_flight_descriptor(Some(FlightDescriptor::new_cmd(command.to_string())))
-        .build(futures::stream::iter(batches.into_iter().map(Ok)));
+        .build(batches);
     let results: Vec<_> = client.do_put(stream).await?.try_collect().await?;
+    progress.finish();
     let answer: Value = results
         .first()
         .and_then(|r| serde_json::from_slice(&r.app_metadata).ok())
         .ok_or_else(|| CliError::Local("the upload answered no PutResult".into()))?;
     Ok(format!(
         "uploaded {} rows ({} bytes) as flight {} named {}",
-        answer["num_rows"], answer["num_bytes"], answer["id"], answer["name"]
+        answer["num_rows"],
+        answer["num_bytes"],
+        answer["id"],
+        answer["name"].as_str().unwrap_or("-")
     ))
 }
 
 /// Fetches every endpoint of `info`, then prints it as a table or writes it to `output`.
 async fn deliver(client: &mut FlightClient, info: FlightInfo, output: Option<&Path>) -> CliResult<String> {
     let schema: SchemaRef = Arc::new(info.clone().try_decode_schema()?);
+    let progress = Progress::new("downloading", u64::try_from(info.total_records).unwrap_or(0));
     let mut batches = Vec::new();
     for endpoint in &info.endpoint {
         let Some(ticket) = endpoint.ticket.clone() else {
             continue;
         };
-        let part: Vec<RecordBatch> = client.do_get(ticket).await?.try_collect().await?;
-        batches.extend(part);
+        let mut stream = client.do_get(ticket).await?;
+        while let Some(batch) = stream.try_next().await? {
+            progress.add(batch.num_rows() as u64);
+            batches.push(batch);
+        }
     }
+    progress.finish();
     match output {
         None => Ok(arrow::util::pretty::pretty_format_batches(&batches)?.to_string()),
         Some(path) => {
@@ -324,6 +344,45 @@ async fn deliver(client: &mut FlightClient, info: FlightInfo, output: Option<&Pa
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             Ok(format!("wrote {rows} rows to {}", path.display()))
         }
+    }
+}
+
+/// A transfer's progress in rows, drawn on stderr only once the transfer has lasted [`Progress::MOMENT`] and only
+/// when stderr is a terminal (indicatif hides it otherwise), so quick commands and scripts print nothing extra.
+#[derive(Clone)]
+struct Progress {
+    bar: ProgressBar,
+    started: Instant,
+    /// Whether the bar was given its terminal yet (once).
+    shown: Arc<AtomicBool>,
+}
+
+impl Progress {
+    const MOMENT: Duration = Duration::from_millis(500);
+
+    fn new(what: &'static str, total_rows: u64) -> Self {
+        let bar = ProgressBar::hidden();
+        bar.set_length(total_rows);
+        bar.set_message(what);
+        if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len} rows, {elapsed}") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Self {
+            bar,
+            started: Instant::now(),
+            shown: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn add(&self, rows: u64) {
+        self.bar.inc(rows);
+        if self.started.elapsed() >= Self::MOMENT && !self.shown.swap(true, Ordering::Relaxed) {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }
 

@@ -133,7 +133,10 @@ async fn client_subcommands_round_trip_files_and_exit_with_the_grpc_code() {
     writer.close().unwrap();
     let (code, out, err) = run(&["put", &parquet_in, "--name", "trips"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("uploaded 100 rows"), "{out}");
+    assert!(
+        out.starts_with("uploaded 100 rows") && out.trim().ends_with("as flight 1 named trips"),
+        "{out}"
+    );
     let csv = "city,n\nOslo,3\nLima,5\n";
     std::fs::write(file("in.csv"), csv).unwrap();
     let (code, _, err) = run(&["put", &file("in.csv"), "--name", "sales.cities"]);
