@@ -1,7 +1,8 @@
 //! The client subcommands of the `flightbay` binary: `ls`, `put`, `get`, `sql`, `drop` and `stats` against a
 //! running server, for people at a terminal and for scripts.
 //!
-//! Each takes `--url` (`FLIGHTBAY_URL`, default `grpc://127.0.0.1:8815`) and `--token` (`FLIGHTBAY_TOKEN`). A
+//! Each takes `--url` (`FLIGHTBAY_URL`, default `grpc://127.0.0.1:8815`; `grpc+tls://` with `--tls-ca`) and
+//! `--token` (`FLIGHTBAY_TOKEN`). A
 //! failed call prints one line, `flightbay: NOT_FOUND: no flight is named default.trips`, and exits with
 //! `10 + the gRPC status code` (NOT_FOUND 15, ALREADY_EXISTS 16, UNAVAILABLE 24 for a server that cannot be
 //! reached, …); a local problem (a file that cannot be read or written) exits with 1 and usage errors with 2.
@@ -28,9 +29,12 @@ use crate::store::PutMode;
 /// Where the server is and who is calling.
 #[derive(Clone, Debug, Args)]
 pub struct Connection {
-    /// The server: grpc://host:port.
+    /// The server: grpc://host:port, or grpc+tls://host:port with --tls-ca.
     #[arg(long, env = "FLIGHTBAY_URL", default_value = "grpc://127.0.0.1:8815")]
     pub url: String,
+    /// CA certificate (PEM) that a grpc+tls:// server's certificate must chain to.
+    #[arg(long, env = "FLIGHTBAY_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     /// A bearer token (see `flightbay token`), when the server has authentication on.
     #[arg(long, env = "FLIGHTBAY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -194,18 +198,32 @@ pub async fn run(command: ClientCommand) -> CliResult<String> {
 }
 
 async fn connect(connection: &Connection) -> CliResult<FlightClient> {
-    let rest = connection
-        .url
-        .strip_prefix("grpc://")
-        .or_else(|| connection.url.strip_prefix("grpc+tcp://"))
-        .ok_or_else(|| {
-            CliError::Local(format!(
-                "unsupported URL {:?}: expected grpc://host:port",
-                connection.url
-            ))
+    let url = &connection.url;
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("grpc+tls://") {
+        ("https", rest)
+    } else if let Some(rest) = url.strip_prefix("grpc://").or_else(|| url.strip_prefix("grpc+tcp://")) {
+        ("http", rest)
+    } else {
+        return Err(CliError::Local(format!(
+            "unsupported URL {url:?}: expected grpc://host:port or grpc+tls://host:port"
+        )));
+    };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{rest}"))
+        .map_err(|e| CliError::Local(format!("bad URL {url:?}: {e}")))?;
+    if scheme == "https" {
+        let ca = connection.tls_ca.as_deref().ok_or_else(|| {
+            CliError::Local("grpc+tls:// needs --tls-ca: the CA certificate the server's certificate chains to".into())
         })?;
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{rest}"))
-        .map_err(|e| CliError::Local(format!("bad URL {:?}: {e}", connection.url)))?;
+        let pem = std::fs::read(ca).map_err(|e| CliError::Local(format!("cannot read {}: {e}", ca.display())))?;
+        let host = endpoint.uri().host().unwrap_or_default().to_string();
+        endpoint = endpoint
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(pem))
+                    .domain_name(host),
+            )
+            .map_err(|e| CliError::Local(format!("TLS settings: {e}")))?;
+    }
     let channel = endpoint.connect().await.map_err(|e| {
         CliError::Status(tonic::Status::unavailable(format!(
             "cannot reach {}: {e}",
