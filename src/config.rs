@@ -33,6 +33,9 @@ pub enum CliCommand {
     Token(TokenArgs),
     /// Read a password from stdin and print its argon2 hash for the users file.
     HashPassword,
+    /// Client subcommands against a running server.
+    #[command(flatten)]
+    Client(crate::cli::ClientCommand),
 }
 
 /// Arguments of `flightbay token`.
@@ -57,7 +60,7 @@ impl Cli {
     pub fn into_config(self) -> Config {
         match self.command {
             Some(CliCommand::Serve(config)) => *config,
-            Some(CliCommand::Token(_) | CliCommand::HashPassword) | None => self.serve,
+            Some(CliCommand::Token(_) | CliCommand::HashPassword | CliCommand::Client(_)) | None => self.serve,
         }
     }
 }

@@ -12,8 +12,10 @@
 //! - [`auth`]: grants, bearer tokens, the users file and password hashes (no knowledge of flights);
 //!   [`throttle`] bounds password checks and refuses repeated login failures.
 //! - [`config`], [`error`], [`telemetry`]: settings, the error → status mapping, logging.
+//! - [`cli`]: the client subcommands (`ls`, `put`, `get`, `sql`, `drop`, `stats`).
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 #[doc(hidden)]

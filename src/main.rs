@@ -1,5 +1,5 @@
 //! The `flightbay` binary: parse the config, bind, and hand over to [`flightbay::server::run`]; or run one of the
-//! small credential subcommands (`token`, `hash-password`).
+//! small credential subcommands (`token`, `hash-password`) or a client subcommand ([`flightbay::cli`]).
 
 use std::process::ExitCode;
 
@@ -14,10 +14,22 @@ use flightbay::config::{Cli, CliCommand};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(CliCommand::Client(command)) = cli.command {
+        return match flightbay::cli::run(command).await {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("flightbay: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        };
+    }
     let printed = match &cli.command {
         Some(CliCommand::Token(args)) => Some(flightbay::auth::mint_from_args(args)),
         Some(CliCommand::HashPassword) => Some(flightbay::auth::hash_from_reader(std::io::stdin().lock())),
-        Some(CliCommand::Serve(_)) | None => None,
+        Some(CliCommand::Serve(_) | CliCommand::Client(_)) | None => None,
     };
     match printed {
         Some(Ok(line)) => {

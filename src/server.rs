@@ -59,14 +59,7 @@ pub async fn run(
         .max_encoding_message_size(max_message);
 
     let (health, health_service) = Health::new().await;
-    let http_listener = match config.http_port.port() {
-        Some(port) => Some(
-            TcpListener::bind((config.host.as_str(), port))
-                .await
-                .map_err(|e| Error::invalid(format!("cannot listen on {}:{port} (--http-port): {e}", config.host)))?,
-        ),
-        None => None,
-    };
+    let http_listener = bind_http(&config).await?;
     let http_addr = http_listener.as_ref().map(TcpListener::local_addr).transpose()?;
 
     if let Some(path) = &config.ready_file {
@@ -145,6 +138,17 @@ pub async fn run(
     closed?;
     tracing::info!("flightbay stopped");
     Ok(())
+}
+
+/// The HTTP side listener on `--host`:`--http-port`, `None` when it is off.
+async fn bind_http(config: &Config) -> Result<Option<TcpListener>> {
+    let Some(port) = config.http_port.port() else {
+        return Ok(None);
+    };
+    TcpListener::bind((config.host.as_str(), port))
+        .await
+        .map(Some)
+        .map_err(|e| Error::invalid(format!("cannot listen on {}:{port} (--http-port): {e}", config.host)))
 }
 
 /// Largest HTTP/2 frame clients may send (DoPut). hyper's default (16 KiB, the protocol minimum) cuts a 3 MiB

@@ -12,7 +12,9 @@ use serde_json::json;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-use crate::common::{TestServer, action, code, info_metadata, listed_ids, path, sample_batch, upload};
+use crate::common::{
+    BIN, BinaryServer, TestServer, action, code, info_metadata, listed_ids, path, sample_batch, upload,
+};
 
 const SECRET: &str = "auth-matrix-secret-0123456789";
 
@@ -636,4 +638,65 @@ async fn tls_and_mutual_tls() {
         .await
         .unwrap();
     server.shutdown_and_wait().await;
+}
+
+#[tokio::test]
+async fn cli_client_over_tls_with_a_token() {
+    let pki = make_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (cert, key, ca) = (
+        write("server.pem", &pki.server_cert),
+        write("server.key", &pki.server_key),
+        write("ca.pem", &pki.ca_pem),
+    );
+    let server = BinaryServer::start(
+        &dir.path().join("data"),
+        &[
+            "--ephemeral",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--jwt-secret",
+            SECRET,
+        ],
+    );
+    let port = server.addr.rsplit_once(':').unwrap().1;
+    let url = format!("grpc+tls://localhost:{port}");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env("FLIGHTBAY_URL", &url)
+            .env_remove("FLIGHTBAY_TOKEN")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, token, err) = run(&["token", "--secret", SECRET, "--grant", "*:admin"]);
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim();
+
+    let (code, out, err) = run(&["stats", "--tls-ca", &ca, "--token", token]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["store"]["flights"],
+        0
+    );
+    // No token: UNAUTHENTICATED (16) → exit 26. No CA: a local error before any call.
+    let (code, _, err) = run(&["ls", "--tls-ca", &ca]);
+    assert_eq!(code, 26, "{err}");
+    assert!(err.starts_with("flightbay: UNAUTHENTICATED: "), "{err}");
+    let (code, _, err) = run(&["ls", "--token", token]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--tls-ca"), "{err}");
+    server.stop().await;
 }

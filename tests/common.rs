@@ -72,14 +72,7 @@ impl TestServer {
             configure(c);
         })
         .await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let contents = loop {
-            if let Ok(s) = std::fs::read_to_string(&ready_path) {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        let contents = wait_for_ready_file(&ready_path).await;
         let http = ready_lines(&contents).1.expect("an HTTP line in the ready file");
         (server, http)
     }
@@ -243,6 +236,18 @@ pub fn pretty(batches: &[RecordBatch]) -> String {
 
 /// The binary Cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_flightbay");
+
+/// The contents of the ready file at `path` once the server has written it (it does so by rename, so at once whole).
+pub async fn wait_for_ready_file(path: &std::path::Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "server did not write {}", path.display());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 /// The ready file's lines: the Flight `host:port`, and the HTTP listener's `host:port` (without `http://`) when on.
 pub fn ready_lines(contents: &str) -> (String, Option<String>) {

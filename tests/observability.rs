@@ -36,15 +36,7 @@ async fn http_port_off_leaves_one_line_in_the_ready_file() {
     let ready = dir.path().join("ready");
     let ready_file = ready.clone();
     let server = TestServer::start_with(move |c| c.ready_file = Some(ready_file)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let contents = loop {
-        if let Ok(s) = std::fs::read_to_string(&ready) {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no ready file");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    assert_eq!(contents, server.addr.to_string());
+    assert_eq!(wait_for_ready_file(&ready).await, server.addr.to_string());
     server.shutdown_and_wait().await;
 }
 
