@@ -9,8 +9,10 @@
 //! few small header bytes followed by the column buffers themselves.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use arrow::buffer::Buffer;
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
 use arrow::ipc::writer::StreamEncoder;
 use arrow::record_batch::RecordBatch;
@@ -262,6 +264,52 @@ impl Chunks {
             _ => pieces.concat().into(),
         })
     }
+}
+
+/// Whether `schema` has a dictionary column anywhere; DoGet sends those as their value types.
+pub fn has_dictionary(schema: &Schema) -> bool {
+    fn walk(field: &Field) -> bool {
+        match field.data_type() {
+            DataType::Dictionary(_, _) => true,
+            DataType::List(f)
+            | DataType::LargeList(f)
+            | DataType::ListView(f)
+            | DataType::LargeListView(f)
+            | DataType::FixedSizeList(f, _)
+            | DataType::Map(f, _) => walk(f),
+            DataType::Struct(fields) => fields.iter().any(|f| walk(f)),
+            DataType::Union(fields, _) => fields.iter().any(|(_, f)| walk(f)),
+            DataType::RunEndEncoded(ends, values) => walk(ends) || walk(values),
+            _ => false,
+        }
+    }
+    schema.fields().iter().any(|f| walk(f))
+}
+
+/// `schema` as DoGet streams it: dictionary columns become their value types (what arrow-flight's encoder sends),
+/// so a FlightInfo or table listing announces exactly the schema the stream carries.
+pub fn hydrated_schema(schema: &Schema) -> Schema {
+    fn field(f: &Field) -> Field {
+        f.clone().with_data_type(data_type(f.data_type()))
+    }
+    fn data_type(t: &DataType) -> DataType {
+        match t {
+            DataType::Dictionary(_, values) => data_type(values),
+            DataType::List(f) => DataType::List(Arc::new(field(f))),
+            DataType::LargeList(f) => DataType::LargeList(Arc::new(field(f))),
+            DataType::FixedSizeList(f, n) => DataType::FixedSizeList(Arc::new(field(f)), *n),
+            DataType::Map(f, sorted) => DataType::Map(Arc::new(field(f)), *sorted),
+            DataType::Struct(fields) => DataType::Struct(fields.iter().map(|f| field(f)).collect()),
+            other => other.clone(),
+        }
+    }
+    if !has_dictionary(schema) {
+        return schema.clone();
+    }
+    Schema::new_with_metadata(
+        schema.fields().iter().map(|f| field(f)).collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    )
 }
 
 #[cfg(test)]

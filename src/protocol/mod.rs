@@ -2,6 +2,7 @@
 //!
 //! - [`reference`]: PATH descriptors and JSON `source` values → [`crate::store::FlightRef`]
 //! - [`command`]: CMD descriptors (SQL text or JSON ops)
+//! - [`flight_sql`]: Flight SQL messages (protobuf `Any`) in descriptors, tickets and action bodies
 //! - [`ticket`]: DoGet tickets
 //! - [`action`]: custom DoAction bodies
 //! - [`metadata`]: the JSON carried in `PutResult` and `FlightInfo` `app_metadata`
@@ -12,6 +13,7 @@
 pub mod action;
 pub mod command;
 pub mod flight_data;
+pub mod flight_sql;
 pub mod metadata;
 pub mod reference;
 pub mod sql_depth;
@@ -38,6 +40,8 @@ pub enum Descriptor {
     Path(FlightRef),
     /// `CMD`: SQL or a JSON op.
     Command(Command),
+    /// `CMD`: a Flight SQL command (see [`flight_sql`]).
+    FlightSql(arrow_flight::sql::Command),
 }
 
 impl Descriptor {
@@ -45,7 +49,10 @@ impl Descriptor {
     pub fn try_decode(d: &FlightDescriptor) -> Result<Self> {
         match d.r#type() {
             DescriptorType::Path => reference::parse_path(&d.path).map(Descriptor::Path),
-            DescriptorType::Cmd => Command::try_decode(&d.cmd).map(Descriptor::Command),
+            DescriptorType::Cmd => match flight_sql::try_decode(&d.cmd) {
+                Some(command) => command.map(Descriptor::FlightSql),
+                None => Command::try_decode(&d.cmd).map(Descriptor::Command),
+            },
             DescriptorType::Unknown => Err(Error::invalid("flight descriptor type must be PATH or CMD")),
         }
     }

@@ -16,9 +16,9 @@ mod visible;
 use std::sync::Arc;
 
 use arrow::array::RecordBatchOptions;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use datafusion::common::DFSchema;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::source_as_provider;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -143,7 +143,43 @@ impl Engine {
         check: &InputCheck<'_>,
         scope: Option<Arc<dyn Scope>>,
     ) -> Result<Outcome> {
-        let (key, lineage, work) = self.prepare(op, check, scope).await?;
+        let prepared = self.prepare(op, check, scope).await?;
+        self.run_prepared(prepared, name).await
+    }
+
+    /// [`Engine::run_checked`] for a SQL query with values for its placeholders (`$1`, `$2`, … or `?`, numbered
+    /// in order). The values are bound into the plan before its cache key is built, so the same query with the
+    /// same values is one flight, whichever protocol asked.
+    pub async fn run_sql_checked(
+        &self,
+        query: &str,
+        params: Vec<ScalarValue>,
+        name: Option<QualifiedName>,
+        check: &InputCheck<'_>,
+        scope: Option<Arc<dyn Scope>>,
+    ) -> Result<Outcome> {
+        let prepared = self.prepare_sql(query, params, check, scope).await?;
+        self.run_prepared(prepared, name).await
+    }
+
+    /// Plans a SQL query without running it: the schema of its result and of its parameters (`$1`, `$2`, …, of
+    /// type Null where the planner cannot tell).
+    pub async fn describe_sql(&self, query: &str, scope: Option<Arc<dyn Scope>>) -> Result<(SchemaRef, SchemaRef)> {
+        let df = self.plan_sql(query, scope).await?;
+        let types = df.logical_plan().get_parameter_types()?;
+        let fields = (1..=types.len()).map(|i| {
+            let data_type = types.get(&format!("${i}")).cloned().flatten().unwrap_or(DataType::Null);
+            Field::new(format!("${i}"), data_type, true)
+        });
+        let parameters = Arc::new(Schema::new(fields.collect::<Vec<_>>()));
+        Ok((Arc::new(df.schema().as_arrow().clone()), parameters))
+    }
+
+    async fn run_prepared(
+        &self,
+        (key, lineage, work): (Option<CacheKey>, Lineage, Work),
+        name: Option<QualifiedName>,
+    ) -> Result<Outcome> {
         let publish = |work: Work| async {
             let flight = self.publish(work, lineage.clone(), name.as_ref()).await?;
             Ok::<_, Error>(flight.id())
@@ -174,7 +210,7 @@ impl Engine {
         scope: Option<Arc<dyn Scope>>,
     ) -> Result<(Option<CacheKey>, Lineage, Work)> {
         if let Op::Sql { query } = &op {
-            return self.prepare_sql(query, check, scope).await;
+            return self.prepare_sql(query, Vec::new(), check, scope).await;
         }
         let mut sources = Vec::new();
         let mut op = op;
@@ -425,9 +461,31 @@ impl Engine {
     async fn prepare_sql(
         &self,
         query: &str,
+        params: Vec<ScalarValue>,
         check: &InputCheck<'_>,
         scope: Option<Arc<dyn Scope>>,
     ) -> Result<(Option<CacheKey>, Lineage, Work)> {
+        let df = self.plan_sql(query, scope).await?;
+        let shown: Vec<String> = params.iter().map(ScalarValue::to_string).collect();
+        let df = bind(df, params)?;
+        let plan = df.clone().into_optimized_plan()?;
+        let (canonical, inputs, volatile) = canonicalize(plan)?;
+        check(&inputs)?;
+        let key = (!volatile).then(|| CacheKey::of("sql", &canonical));
+        let params = match shown.is_empty() {
+            true => serde_json::json!({ "query": query }),
+            false => serde_json::json!({ "query": query, "params": shown }),
+        };
+        let lineage = Lineage {
+            op: "sql".to_string(),
+            params,
+            inputs,
+        };
+        Ok((key, lineage, Work::Plan(df)))
+    }
+
+    /// Parses and plans a read-only query in `scope`; `?` placeholders become `$1`, `$2`, … in order.
+    async fn plan_sql(&self, query: &str, scope: Option<Arc<dyn Scope>>) -> Result<DataFrame> {
         // Deep expressions overflow stacks in code that cannot be protected (derived Clone, Hash, Drop of plans).
         crate::protocol::sql_depth::check("query", query)?;
         let options = SQLOptions::new()
@@ -439,25 +497,16 @@ impl Engine {
             None => self.ctx.state(),
         };
         let dialect = state.config().options().sql_parser.dialect;
-        let statement = state.sql_to_statement(query, &dialect)?;
+        let mut statement = state.sql_to_statement(query, &dialect)?;
         if !is_query(&statement) {
             return Err(Error::invalid(
                 "flightbay SQL is read-only: send a query (SELECT, WITH, VALUES, EXPLAIN); uploads and actions change data",
             ));
         }
+        number_placeholders(&mut statement);
         let plan = state.statement_to_plan(statement).await?;
         options.verify_plan(&plan)?;
-        let df = DataFrame::new(state, plan);
-        let plan = df.clone().into_optimized_plan()?;
-        let (canonical, inputs, volatile) = canonicalize(plan)?;
-        check(&inputs)?;
-        let key = (!volatile).then(|| CacheKey::of("sql", &canonical));
-        let lineage = Lineage {
-            op: "sql".to_string(),
-            params: serde_json::json!({ "query": query }),
-            inputs,
-        };
-        Ok((key, lineage, Work::Plan(df)))
+        Ok(DataFrame::new(state, plan))
     }
 
     /// Streams the work's batches into a new flight and publishes it.
@@ -479,6 +528,77 @@ impl Engine {
         let pending = writer.finish().await?;
         self.store.publish_derived(pending, lineage, name).await
     }
+}
+
+/// Every scalar function SQL can call, with the section of DataFusion's documentation it is listed in ("Math
+/// Functions", "String Functions", …), sorted by name.
+pub fn function_names() -> Vec<(String, Option<&'static str>)> {
+    let state = SessionContext::new().state();
+    let mut names: Vec<_> = state
+        .scalar_functions()
+        .iter()
+        .map(|(name, udf)| (name.clone(), udf.documentation().map(|d| d.doc_section.label)))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Binds `params` to the placeholders `$1`…`$n` of `df`: exactly one value each, cast to the type the planner
+/// gave the placeholder (INVALID_ARGUMENT when the count is wrong or a value does not cast).
+fn bind(df: DataFrame, params: Vec<ScalarValue>) -> Result<DataFrame> {
+    let types = df.logical_plan().get_parameter_types()?;
+    if types.len() != params.len() {
+        return Err(Error::invalid(format!(
+            "the query has {} parameter(s) but {} value(s) were bound",
+            types.len(),
+            params.len()
+        )));
+    }
+    if params.is_empty() {
+        return Ok(df);
+    }
+    let mut values = Vec::with_capacity(params.len());
+    for (i, value) in params.into_iter().enumerate() {
+        let placeholder = format!("${}", i + 1);
+        let expected = types.get(&placeholder).ok_or_else(|| {
+            Error::invalid(format!(
+                "the query's placeholders must be numbered $1 to ${} (or written as ?); {placeholder} is missing",
+                types.len()
+            ))
+        })?;
+        values.push(match expected {
+            Some(data_type) if *data_type != value.data_type() && !value.is_null() => {
+                value.cast_to(data_type).map_err(|e| {
+                    Error::invalid(format!(
+                        "parameter {placeholder}: {value:?} is not a valid {data_type}: {}",
+                        e.strip_backtrace()
+                    ))
+                })?
+            }
+            Some(data_type) if value.is_null() => ScalarValue::try_from(data_type)?,
+            _ => value,
+        });
+    }
+    Ok(df.with_param_values(values)?)
+}
+
+/// Renames `?` placeholders to `$1`, `$2`, … in the order they appear (DataFusion binds values by number).
+fn number_placeholders(statement: &mut datafusion::sql::parser::Statement) {
+    use datafusion::sql::sqlparser::ast::{Expr, Value, visit_expressions_mut};
+    let datafusion::sql::parser::Statement::Statement(statement) = statement else {
+        return;
+    };
+    let mut n = 0;
+    let _ = visit_expressions_mut(statement.as_mut(), |expr| {
+        if let Expr::Value(v) = expr
+            && let Value::Placeholder(p) = &mut v.value
+            && p == "?"
+        {
+            n += 1;
+            *p = format!("${n}");
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
 }
 
 /// Whether a parsed statement only reads.

@@ -134,6 +134,16 @@ pub(super) struct Access {
 }
 
 impl Access {
+    /// Who is calling (the token's subject; `anonymous` with auth off).
+    pub(super) fn subject(&self) -> &str {
+        &self.principal.subject
+    }
+
+    /// Whether the caller may read something in `namespace`.
+    pub(super) fn can_read_namespace(&self, namespace: &str) -> bool {
+        self.principal.grants.allows(namespace, Level::Read)
+    }
+
     fn denied(&self, needs: impl std::fmt::Display) -> Error {
         Error::denied(format!(
             "flightbay: permission denied: {needs}; {} has {}",

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use arrow::datatypes::SchemaRef;
+use datafusion::common::ScalarValue;
 use serde::Serialize;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
@@ -273,6 +275,40 @@ pub(super) async fn derive(
         let scope: Arc<dyn Scope> = Arc::new(access.clone());
         task_service.engine().run_checked(op, name, &check, Some(scope)).await
     };
+    service.inner.compute.run(grpc_timeout(metadata), work).await
+}
+
+/// [`derive`] for a SQL query with bound parameter values (Flight SQL prepared statements).
+pub(super) async fn derive_sql(
+    service: &FlightbayService,
+    access: &Access,
+    query: String,
+    params: Vec<ScalarValue>,
+    metadata: &MetadataMap,
+) -> Result<Outcome> {
+    let task_service = service.clone();
+    let access = access.clone();
+    let work = async move {
+        let check = |inputs: &[FlightId]| access.read_inputs(inputs);
+        let scope: Arc<dyn Scope> = Arc::new(access.clone());
+        task_service
+            .engine()
+            .run_sql_checked(&query, params, None, &check, Some(scope))
+            .await
+    };
+    service.inner.compute.run(grpc_timeout(metadata), work).await
+}
+
+/// Plans a SQL query in the caller's scope without running it: the schemas of its result and its parameters.
+pub(super) async fn describe_sql(
+    service: &FlightbayService,
+    access: &Access,
+    query: String,
+    metadata: &MetadataMap,
+) -> Result<(SchemaRef, SchemaRef)> {
+    let task_service = service.clone();
+    let scope: Arc<dyn Scope> = Arc::new(access.clone());
+    let work = async move { task_service.engine().describe_sql(&query, Some(scope)).await };
     service.inner.compute.run(grpc_timeout(metadata), work).await
 }
 

@@ -17,7 +17,13 @@ pub(super) async fn handle(
     request: Request<FlightAction>,
 ) -> Result<Response<BoxStream<arrow_flight::Result>>, Status> {
     let access = authorize(service, &request).await?;
-    let action = request.into_inner();
+    let (metadata, _, action) = request.into_parts();
+    if let Some(sql) = crate::protocol::flight_sql::try_decode_action(&action.r#type, &action.body) {
+        let results = super::flight_sql::do_action(service, &access, sql?, &metadata).await?;
+        return Ok(Response::new(
+            futures::stream::iter(results.into_iter().map(Ok)).boxed(),
+        ));
+    }
     let parsed = Action::try_decode(&action.r#type, &action.body)?;
     let value = run(service, &access, parsed).await?;
     let body = serde_json::to_vec(&value).unwrap_or_default();

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::Schema;
 use arrow::ipc::writer::StreamEncoder;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -20,7 +20,7 @@ use super::FlightbayService;
 use super::auth::authorize;
 use crate::error::Error;
 use crate::protocol::Ticket as FlightTicket;
-use crate::protocol::flight_data::{FlightMessage, encode_batch, split_for_wire};
+use crate::protocol::flight_data::{FlightMessage, encode_batch, has_dictionary, split_for_wire};
 
 /// The DoGet answer as a stream of messages: the schema first, then the batches.
 pub(super) type Messages = BoxStream<'static, Result<FlightMessage, Status>>;
@@ -36,7 +36,11 @@ pub(super) async fn handle(
 /// Checks the ticket and the caller's access, then streams the flight.
 pub(super) async fn messages(service: &FlightbayService, request: Request<Ticket>) -> Result<Messages, Status> {
     let access = authorize(service, &request).await?;
-    let ticket = FlightTicket::try_decode(&request.into_inner().ticket)?;
+    let bytes = request.into_inner().ticket;
+    if let Some(command) = crate::protocol::flight_sql::try_decode(&bytes) {
+        return Ok(super::flight_sql::do_get(service, &access, command?)?);
+    }
+    let ticket = FlightTicket::try_decode(&bytes)?;
     access.read_flight(ticket.id)?;
     let flight = service.store().get(ticket.id)?;
     let schema = Arc::clone(&flight.meta.schema);
@@ -88,7 +92,7 @@ fn uncopied(schema: Arc<Schema>, batches: BoxStream<'static, Result<RecordBatch,
 
 /// Flights with dictionary columns go through arrow-flight's encoder, which sends them as their value types
 /// (many Flight clients cannot follow dictionary replacement); it copies each batch into a new body.
-fn hydrated(schema: Arc<Schema>, batches: BoxStream<'static, Result<RecordBatch, Status>>) -> Messages {
+pub(super) fn hydrated(schema: Arc<Schema>, batches: BoxStream<'static, Result<RecordBatch, Status>>) -> Messages {
     // The encoder sizes batches by whole buffers, which over-counts sliced batches many times over; the batches
     // are already cut to size by `split_for_wire`, so its own splitting is turned off.
     FlightDataEncoderBuilder::new()
@@ -98,23 +102,4 @@ fn hydrated(schema: Arc<Schema>, batches: BoxStream<'static, Result<RecordBatch,
         .map_ok(FlightMessage::from_flight_data)
         .map_err(Status::from)
         .boxed()
-}
-
-fn has_dictionary(schema: &Schema) -> bool {
-    fn walk(field: &Field) -> bool {
-        match field.data_type() {
-            DataType::Dictionary(_, _) => true,
-            DataType::List(f)
-            | DataType::LargeList(f)
-            | DataType::ListView(f)
-            | DataType::LargeListView(f)
-            | DataType::FixedSizeList(f, _)
-            | DataType::Map(f, _) => walk(f),
-            DataType::Struct(fields) => fields.iter().any(|f| walk(f)),
-            DataType::Union(fields, _) => fields.iter().any(|(_, f)| walk(f)),
-            DataType::RunEndEncoded(ends, values) => walk(ends) || walk(values),
-            _ => false,
-        }
-    }
-    schema.fields().iter().any(|f| walk(f))
 }

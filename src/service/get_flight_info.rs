@@ -59,6 +59,9 @@ async fn describe(
         Descriptor::Command(Command::Put { .. }) => Err(Error::invalid(
             "\"put\" commands are for DoPut; GetFlightInfo takes a PATH, SQL or a derive op",
         )),
+        Descriptor::FlightSql(command) => {
+            super::flight_sql::get_flight_info(service, access, command, descriptor, metadata).await
+        }
         Descriptor::Command(Command::Derive { op, name }) => {
             if let Some(name) = &name {
                 access.write_name(name)?;

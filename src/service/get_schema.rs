@@ -27,6 +27,7 @@ pub(super) async fn handle(
             let outcome = super::compute::derive(service, &access, *op, name, &metadata).await?;
             std::sync::Arc::clone(&outcome.flight.meta.schema)
         }
+        Descriptor::FlightSql(command) => super::flight_sql::get_schema(service, &access, command, &metadata).await?,
         Descriptor::Command(Command::Put { .. }) => {
             return Err(Error::invalid("\"put\" commands are for DoPut").into());
         }

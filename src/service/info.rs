@@ -4,6 +4,7 @@ use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo};
 
 use crate::error::Result;
 use crate::protocol::Ticket;
+use crate::protocol::flight_data::hydrated_schema;
 use crate::protocol::metadata::InfoMetadata;
 use crate::store::{Flight, QualifiedName};
 
@@ -60,7 +61,7 @@ pub(super) fn flight_info(
     let mut metadata = InfoMetadata::new(flight, names, options.preferred);
     metadata.cache = options.cache;
     Ok(FlightInfo::new()
-        .try_with_schema(&meta.schema)?
+        .try_with_schema(&hydrated_schema(&meta.schema))?
         .with_descriptor(descriptor)
         .with_endpoints(endpoints)
         .with_total_records(i64::try_from(meta.num_rows).unwrap_or(-1))

@@ -7,13 +7,14 @@ use tonic::{Request, Response, Status};
 use super::auth::authorize;
 use super::{BoxStream, FlightbayService};
 use crate::protocol::action::ACTIONS;
+use crate::protocol::flight_sql;
 
 pub(super) async fn handle(
     service: &FlightbayService,
     request: Request<Empty>,
 ) -> Result<Response<BoxStream<ActionType>>, Status> {
     authorize(service, &request).await?;
-    let actions = ACTIONS.iter().map(|(kind, description)| {
+    let actions = ACTIONS.iter().chain(flight_sql::ACTIONS).map(|(kind, description)| {
         Ok(ActionType {
             r#type: kind.to_string(),
             description: description.to_string(),

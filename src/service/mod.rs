@@ -7,6 +7,7 @@ mod decode_status;
 mod do_action;
 mod do_get;
 mod do_put;
+mod flight_sql;
 mod get_flight_info;
 mod get_schema;
 mod handshake;
@@ -61,6 +62,8 @@ struct Inner {
     auth: Option<Authenticator>,
     /// Where SQL and ops compute, under admission control and deadlines.
     compute: compute::Compute,
+    /// Open Flight SQL prepared statements.
+    prepared: flight_sql::PreparedStatements,
 }
 
 impl FlightbayService {
@@ -84,6 +87,7 @@ impl FlightbayService {
                 started: Instant::now(),
                 auth,
                 compute,
+                prepared: Default::default(),
             }),
         })
     }
