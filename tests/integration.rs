@@ -11,6 +11,7 @@ mod common;
 mod corpus;
 mod deep_input;
 mod derive;
+mod flight_sql;
 mod hostile;
 mod leaks;
 mod observability;
