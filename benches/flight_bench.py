@@ -293,6 +293,34 @@ class Bench:
         finally:
             self.fb.drop("bench_spilled")
 
+    def adbc_fetch(self) -> dict:
+        """A query result fetched through ADBC (Flight SQL: CreatePreparedStatement, GetFlightInfo, DoGet, close) vs
+        the same SQL as a plain CMD (GetFlightInfo, DoGet), alternated; after the first, both are cache hits of one
+        flight, so this measures the protocols, not the query."""
+        import adbc_driver_flightsql.dbapi as dbapi
+
+        query = "SELECT * FROM bench"
+        self.fb.client.get_flight_info(flight.FlightDescriptor.for_command(query), options=CALL)  # compute it once
+        runs: dict[str, list[float]] = {"flight_sql_adbc": [], "plain_flight": []}
+        with dbapi.connect(self.args.flightbay, autocommit=True) as conn, conn.cursor() as cur:
+            for r in self.rounds():
+                t0 = time.perf_counter()
+                cur.execute(query)
+                got = cur.fetch_arrow_table()
+                adbc_s = time.perf_counter() - t0
+                check(got.num_rows == self.table.num_rows, f"ADBC returned {got.num_rows} rows")
+                del got
+                t0 = time.perf_counter()
+                info = self.fb.client.get_flight_info(flight.FlightDescriptor.for_command(query), options=CALL)
+                got = self.fb.client.do_get(info.endpoints[0].ticket, options=CALL).read_all()
+                plain_s = time.perf_counter() - t0
+                check(got.num_rows == self.table.num_rows, f"plain DoGet returned {got.num_rows} rows")
+                del got
+                if r >= 0:
+                    runs["flight_sql_adbc"].append(self.mb_s(adbc_s))
+                    runs["plain_flight"].append(self.mb_s(plain_s))
+        return {k: summary(v, 1) for k, v in runs.items()}
+
     def do_get_parallel(self, parts: int) -> dict:
         info, _ = self.fb.command({"op": "partition", "source": "bench", "parts": parts})
         check(len(info.endpoints) == parts, f"partition returned {len(info.endpoints)} endpoints")
@@ -424,6 +452,7 @@ class Bench:
         m("do_get_spilled_mb_s", self.do_get_spilled)
         for parts in (2, 4, 8):
             m(f"do_get_parallel_{parts}_mb_s", lambda parts=parts: self.do_get_parallel(parts))
+        m("adbc_fetch_mb_s", self.adbc_fetch)
         m("memory_after_transfer", lambda: self.memory("after DoPut and DoGet"))
         m("get_flight_info_path", self.get_flight_info_path)
         m("cache_hit_sql", lambda: self.cache_hit(HIT_SQL))
@@ -532,6 +561,8 @@ def targets(results: dict, loopback: dict) -> list[dict]:
         1.5,
         f"{best[1]}× ({best[0]} endpoints, the best of 2/4/8)" if best else "n/a",
     )
+    r = ratio(med(results, "adbc_fetch_mb_s", "flight_sql_adbc"), med(results, "adbc_fetch_mb_s", "plain_flight"))
+    add("query result through ADBC ≥ 0.9× plain DoGet", r, 0.9, times(r))
     for key, label in (("cache_hit_sql", "SQL"), ("cache_hit_op", "JSON op")):
         p50 = med(results, key, "p50_ms")
         met = None if p50 is None else p50 < 1.0
@@ -630,6 +661,12 @@ def markdown(doc: dict) -> str:
                 f"| {refm['hwm_per_data']} ({num(refm['vm_hwm_bytes'] / 1e6)} MB ÷ {num(refm['peak_data_bytes'] / 1e6)} MB) "
                 f"| | |"
             )
+    adbc = g("adbc_fetch_mb_s")
+    lines.append(
+        f"| `SELECT * FROM bench` through ADBC (Flight SQL) vs the same SQL as a plain CMD, MB/s "
+        f"| {fmt(adbc.get('flight_sql_adbc'))} vs {fmt(adbc.get('plain_flight'))} | | "
+        f"{ratio_text(adbc.get('flight_sql_adbc'), adbc.get('plain_flight'))} ADBC ÷ plain | |"
+    )
     spilled = g("do_get_spilled_mb_s")
     shown = f"not measured: {spilled['skipped']}" if "skipped" in spilled else fmt(spilled)
     lines.insert(
