@@ -6,7 +6,9 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
+import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
@@ -37,24 +39,35 @@ final class FlightbayServer implements AutoCloseable {
     this.port = Integer.parseInt(address.substring(colon + 1));
   }
 
-  static FlightbayServer start() throws IOException, InterruptedException {
+  /** The server binary: {@code FLIGHTBAY_BIN}, default {@code ../../target/ci/flightbay}. */
+  static String binary() {
     String bin = System.getenv().getOrDefault("FLIGHTBAY_BIN", "../../target/ci/flightbay");
     if (!Files.isExecutable(Paths.get(bin))) {
       throw new IllegalStateException(
           "flightbay binary not found at " + bin + " (set FLIGHTBAY_BIN or run `cargo build --profile ci`)");
     }
+    return bin;
+  }
+
+  /** Starts a server with the default options plus {@code extra} flags. */
+  static FlightbayServer start(String... extra) throws IOException, InterruptedException {
+    String bin = binary();
     Path dir = Files.createTempDirectory("flightbay-java-");
     Path ready = dir.resolve("ready");
     Path log = dir.resolve("server.log");
-    Process process =
-        new ProcessBuilder(
+    List<String> command =
+        new ArrayList<>(
+            List.of(
                 bin,
                 "--host", "127.0.0.1",
                 "--port", "0",
                 "--http-port", "off",
                 "--ready-file", ready.toString(),
                 "--data-dir", dir.resolve("data").toString(),
-                "--memory-limit", "1GiB")
+                "--memory-limit", "1GiB"));
+    command.addAll(List.of(extra));
+    Process process =
+        new ProcessBuilder(command)
             .redirectErrorStream(true)
             .redirectOutput(log.toFile())
             .start();

@@ -115,6 +115,30 @@ class JdbcTest {
     column(meta.getTypeInfo(), "TYPE_NAME");
   }
 
+  @Test
+  void tokenAuthThroughTheHandshake() throws Exception {
+    String secret = "jdbc-test-secret-0123456789abcdef";
+    try (FlightbayServer secured = FlightbayServer.start("--jwt-secret", secret)) {
+      String token = run(FlightbayServer.binary(), "token", "--secret", secret, "--user", "jdbc", "--grant", "*:read");
+      String base = "jdbc:arrow-flight-sql://" + secured.host() + ":" + secured.port() + "?useEncryption=false";
+      try (Connection c = DriverManager.getConnection(base + "&token=" + token);
+          Statement st = c.createStatement();
+          ResultSet rs = st.executeQuery("SELECT 41 + 1 AS answer")) {
+        assertTrue(rs.next());
+        assertEquals(42, rs.getLong("answer"));
+      }
+      // A wrong token fails the handshake, which JDBC does when it connects.
+      assertThrows(SQLException.class, () -> DriverManager.getConnection(base + "&token=not-a-token").close());
+    }
+  }
+
+  private static String run(String... command) throws Exception {
+    Process p = new ProcessBuilder(command).redirectErrorStream(false).start();
+    String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8).trim();
+    assertEquals(0, p.waitFor(), String.join(" ", command));
+    return out;
+  }
+
   private static List<String> column(ResultSet rs, String name) throws SQLException {
     List<String> out = new ArrayList<>();
     try (rs) {
