@@ -55,13 +55,34 @@ pub(super) async fn get_flight_info(
             .with_endpoint(endpoint)
             .with_ordered(true));
     }
-    let outcome = execute(service, access, command, request).await?;
+    let (outcome, query) = execute(service, access, command, request).await?;
     let names = service.store().names_of(outcome.flight.id());
     let options = InfoOptions {
         cache: Some(outcome.cache.as_str()),
+        parts: parallel_endpoints(outcome.flight.meta.num_bytes, &query),
         ..Default::default()
     };
     flight_info(&outcome.flight, &names, descriptor, options)
+}
+
+/// Results at least this large are offered as several row-range endpoints.
+const BYTES_PER_ENDPOINT: u64 = 128 << 20;
+/// The most endpoints a result is split into.
+const MAX_ENDPOINTS: u64 = 4;
+
+/// How many row-range endpoints a query result gets: ADBC fetches a FlightInfo's endpoints concurrently (and keeps
+/// their order), which its Go decoder needs to keep up with one plain pyarrow stream. JDBC also fetches them
+/// concurrently but loses their order, so a query that orders its rows gets one endpoint.
+fn parallel_endpoints(bytes: u64, query: &str) -> Option<u32> {
+    let words: Vec<String> = query
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    // Anything that reads "order by" (even in a string or a comment) keeps the result in one endpoint.
+    let ordered = words.windows(2).any(|w| w[0] == "order" && w[1] == "by");
+    let parts = bytes.div_ceil(BYTES_PER_ENDPOINT).clamp(1, MAX_ENDPOINTS);
+    (!ordered && parts > 1).then_some(parts as u32)
 }
 
 /// GetSchema of a Flight SQL command: a query's result schema (the query runs, as for a CMD descriptor, so the
@@ -75,7 +96,7 @@ pub(super) async fn get_schema(
     if let Some(schema) = metadata::schema(&command) {
         return Ok(schema);
     }
-    let outcome = execute(service, access, command, request).await?;
+    let (outcome, _) = execute(service, access, command, request).await?;
     Ok(Arc::new(hydrated_schema(&outcome.flight.meta.schema)))
 }
 
@@ -184,24 +205,26 @@ pub(super) fn bind(
     })
 }
 
-/// Runs a query command for `access`.
+/// Runs a query command for `access`; returns the result and the query text.
 async fn execute(
     service: &FlightbayService,
     access: &Access,
     command: Command,
     request: &MetadataMap,
-) -> Result<Outcome> {
+) -> Result<(Outcome, String)> {
     match command {
         Command::CommandStatementQuery(query) => {
             no_transaction(query.transaction_id.as_ref())?;
-            derive_sql(service, access, query.query, Vec::new(), request).await
+            let outcome = derive_sql(service, access, query.query.clone(), Vec::new(), request).await?;
+            Ok((outcome, query.query))
         }
         Command::CommandPreparedStatementQuery(query) => {
             let prepared = service
                 .inner
                 .prepared
                 .get(&query.prepared_statement_handle, access.subject())?;
-            derive_sql(service, access, prepared.query, prepared.params, request).await
+            let outcome = derive_sql(service, access, prepared.query.clone(), prepared.params, request).await?;
+            Ok((outcome, prepared.query))
         }
         Command::CommandStatementUpdate(_) | Command::CommandPreparedStatementUpdate(_) => Err(read_only()),
         Command::CommandStatementSubstraitPlan(_) => Err(Error::unimplemented(
@@ -273,4 +296,24 @@ fn unknown(type_url: &str) -> Error {
 fn ipc_schema(schema: &Schema) -> Result<Bytes> {
     let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default()).try_into()?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_unordered_results_get_parallel_endpoints() {
+        let mb = 1 << 20;
+        assert_eq!(parallel_endpoints(10 * mb, "SELECT * FROM t"), None);
+        assert_eq!(parallel_endpoints(200 * mb, "SELECT * FROM t"), Some(2));
+        assert_eq!(parallel_endpoints(5000 * mb, "SELECT * FROM t"), Some(4));
+        for ordered in [
+            "SELECT * FROM t ORDER BY a",
+            "select *\nfrom t order\n  by a desc",
+            "SELECT * FROM t\"order\" by",
+        ] {
+            assert_eq!(parallel_endpoints(5000 * mb, ordered), None, "{ordered}");
+        }
+    }
 }
