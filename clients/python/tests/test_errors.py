@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -82,18 +83,15 @@ def test_memory_budget_message_maps_to_memory_budget_exceeded() -> None:
     assert type(other) is flightbay.FlightbayError
 
 
-def test_memory_budget_from_the_server(tmp_path) -> None:
+def test_memory_budget_from_the_server(start_server: Callable[..., Server]) -> None:
     # "Memory and spill space both full": a server that can spill needs a disk limit too before it refuses.
     help_text = subprocess.run([flightbay_bin(), "--help"], capture_output=True, text=True, check=True).stdout
     disk = ["--disk-limit", "1MiB"] if "--disk-limit" in help_text else []
-    s = Server(tmp_path, "--memory-limit", "1MiB", *disk)
-    try:
-        with flightbay.connect(s.uri) as c:
-            with pytest.raises(flightbay.MemoryBudgetExceeded, match="^flightbay: "):
-                c.upload(pa.table({"x": np.arange(1_000_000)}), "big")
-            assert c.list_tables() == []
-    finally:
-        s.stop()
+    s = start_server(*disk, memory_limit="1MiB")
+    with flightbay.connect(s.uri) as c:
+        with pytest.raises(flightbay.MemoryBudgetExceeded, match="^flightbay: "):
+            c.upload(pa.table({"x": np.arange(1_000_000)}), "big")
+        assert c.list_tables() == []
 
 
 class _AuthServer(flight.FlightServerBase):
