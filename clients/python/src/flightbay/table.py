@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,7 +32,7 @@ PARALLEL_FETCH_BYTES = 64 << 20
 
 Aggregation = Literal["mean", "avg", "sum", "min", "max", "count", "first", "last", "median"]
 SortOrder = Literal["ascending", "descending"]
-Mask = Union[str, pc.Expression, pa.Array, pa.ChunkedArray, Sequence[bool], Any]
+Mask: TypeAlias = str | pc.Expression | pa.Array | pa.ChunkedArray | Sequence[bool] | Any
 
 
 class RemoteTable:
@@ -375,7 +375,8 @@ class RemoteTable:
 
     def to_pandas(self, **kwargs: Any) -> pandas.DataFrame:
         """Fetch every row as a pandas DataFrame; ``kwargs`` go to ``pyarrow.Table.to_pandas``."""
-        return self.to_arrow().to_pandas(**kwargs)
+        frame: pandas.DataFrame = self.to_arrow().to_pandas(**kwargs)
+        return frame
 
     def to_polars(self) -> polars.DataFrame:
         """Fetch every row as a polars DataFrame."""
