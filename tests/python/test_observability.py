@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from conftest import Server
+from flightbay_server import Server
 
 FLIGHT_SERVICE = "arrow.flight.protocol.FlightService"
 
@@ -60,7 +60,7 @@ def action(client: flight.FlightClient, kind: str, body: dict) -> dict:
 
 @pytest.fixture
 def http_server(tmp_path):
-    s = Server(tmp_path, "--memory-limit", "1GiB", "--ephemeral")
+    s = Server(tmp_path, memory_limit="1GiB", http=True)
     yield s
     s.stop()
 

@@ -11,6 +11,8 @@ import pyarrow.compute as pc
 import pyarrow.flight as flight
 import pytest
 
+from flightbay_server import Server
+
 ROWS = 1_000_000
 
 
@@ -35,10 +37,8 @@ def table() -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def served(table, tmp_path_factory):
-    from conftest import Server
-
-    server = Server(tmp_path_factory.mktemp("parity"), "--memory-limit", "4GiB", "--ephemeral")
+def served(table):
+    server = Server(memory_limit="4GiB")
     client = flight.connect(server.uri)
     writer, reader = client.do_put(flight.FlightDescriptor.for_path("ticks"), table.schema)
     writer.write_table(table, max_chunksize=65_536)

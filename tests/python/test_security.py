@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from conftest import Server, flightbay_bin
+from flightbay_server import Server, flightbay_bin
+
+StartServer = Callable[..., Server]
 
 SECRET = "python-security-test-secret-0123"
 
@@ -59,40 +62,33 @@ def _health(client: flight.FlightClient, options: flight.FlightCallOptions | Non
 
 
 @needs_openssl
-def test_tls_needs_the_right_root_certificate(tmp_path: Path, pki: dict[str, Path]) -> None:
-    s = Server(tmp_path, "--tls-cert", str(pki["server.pem"]), "--tls-key", str(pki["server.key"]))
-    try:
-        ok = flight.connect(_tls_uri(s), tls_root_certs=pki["ca.pem"].read_bytes())
-        assert _health(ok)["status"] == "ok"
-        ok.close()
-        with pytest.raises(flight.FlightError):
-            _health(flight.connect(_tls_uri(s)))  # system roots do not know the test CA
-        with pytest.raises(flight.FlightError):
-            _health(flight.connect(s.uri))  # plaintext to a TLS server
+def test_tls_needs_the_right_root_certificate(start_server: StartServer, pki: dict[str, Path]) -> None:
+    s = start_server(tls_cert=pki["server.pem"], tls_key=pki["server.key"])
+    ok = flight.connect(_tls_uri(s), tls_root_certs=pki["ca.pem"].read_bytes())
+    assert _health(ok)["status"] == "ok"
+    ok.close()
+    with pytest.raises(flight.FlightError):
+        _health(flight.connect(_tls_uri(s)))  # system roots do not know the test CA
+    with pytest.raises(flight.FlightError):
+        _health(flight.connect(s.uri))  # plaintext to a TLS server
 
-        import flightbay
+    import flightbay
 
-        with flightbay.connect(_tls_uri(s), tls_root_certs=pki["ca.pem"]) as c:
-            t = c.upload(pa.table({"x": [1, 2, 3]}), "t")
-            assert t.num_rows == 3
-    finally:
-        s.stop()
+    with flightbay.connect(_tls_uri(s), tls_root_certs=pki["ca.pem"]) as c:
+        t = c.upload(pa.table({"x": [1, 2, 3]}), "t")
+        assert t.num_rows == 3
 
 
 @needs_openssl
-def test_mutual_tls_refuses_clients_without_a_certificate(tmp_path: Path, pki: dict[str, Path]) -> None:
-    s = Server(tmp_path, "--tls-cert", str(pki["server.pem"]), "--tls-key", str(pki["server.key"]),
-               "--tls-client-ca", str(pki["ca.pem"]))
-    try:
-        root = pki["ca.pem"].read_bytes()
-        with pytest.raises(flight.FlightError):
-            _health(flight.connect(_tls_uri(s), tls_root_certs=root))
-        ok = flight.connect(_tls_uri(s), tls_root_certs=root, cert_chain=pki["client.pem"].read_bytes(),
-                            private_key=pki["client.key"].read_bytes())
-        assert _health(ok)["status"] == "ok"
-        ok.close()
-    finally:
-        s.stop()
+def test_mutual_tls_refuses_clients_without_a_certificate(start_server: StartServer, pki: dict[str, Path]) -> None:
+    s = start_server(tls_cert=pki["server.pem"], tls_key=pki["server.key"], tls_client_ca=pki["ca.pem"])
+    root = pki["ca.pem"].read_bytes()
+    with pytest.raises(flight.FlightError):
+        _health(flight.connect(_tls_uri(s), tls_root_certs=root))
+    ok = flight.connect(_tls_uri(s), tls_root_certs=root, cert_chain=pki["client.pem"].read_bytes(),
+                        private_key=pki["client.key"].read_bytes())
+    assert _health(ok)["status"] == "ok"
+    ok.close()
 
 
 def _users_file(tmp_path: Path) -> Path:
@@ -119,52 +115,45 @@ def _token(*grants: str) -> str:
     return subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def test_bearer_auth_with_pyarrow_and_the_flightbay_client(tmp_path: Path) -> None:
-    s = Server(tmp_path, "--jwt-secret", SECRET, "--users-file", str(_users_file(tmp_path)))
-    try:
-        table = pa.table({"city": ["Oslo", "Rome"], "fare": [12.5, 30.0]})
-        c = flight.connect(s.uri)
-        with pytest.raises(flight.FlightUnauthenticatedError):
-            list(c.list_flights())
-        with pytest.raises(flight.FlightUnauthenticatedError):
-            c.authenticate_basic_token("alice", "wrong")
-        header = c.authenticate_basic_token("alice", "wonderland")
-        options = flight.FlightCallOptions(headers=[header])
-        writer, reader = c.do_put(flight.FlightDescriptor.for_path("sales", "trips"), table.schema, options)
-        writer.write_table(table)
-        writer.done_writing()
-        reader.read()
-        writer.close()
-        assert [f.descriptor.path for f in c.list_flights(options=options)] == [[b"sales", b"trips"]]
-        c.close()
+def test_bearer_auth_with_pyarrow_and_the_flightbay_client(start_server: StartServer, tmp_path: Path) -> None:
+    s = start_server(jwt_secret=SECRET, users_file=_users_file(tmp_path))
+    table = pa.table({"city": ["Oslo", "Rome"], "fare": [12.5, 30.0]})
+    c = flight.connect(s.uri)
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        list(c.list_flights())
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        c.authenticate_basic_token("alice", "wrong")
+    header = c.authenticate_basic_token("alice", "wonderland")
+    options = flight.FlightCallOptions(headers=[header])
+    writer, reader = c.do_put(flight.FlightDescriptor.for_path("sales", "trips"), table.schema, options)
+    writer.write_table(table)
+    writer.done_writing()
+    reader.read()
+    writer.close()
+    assert [f.descriptor.path for f in c.list_flights(options=options)] == [[b"sales", b"trips"]]
+    c.close()
 
-        import flightbay
+    import flightbay
 
-        with flightbay.connect(s.uri, username="bob", password="builder") as bob:
-            assert bob.table("sales.trips").to_arrow().equals(table)
-            with pytest.raises(flightbay.PermissionDenied):
-                bob.upload(table, "sales.more")
-        with flightbay.connect(s.uri, token=_token("sales:read")) as script:
-            assert script.table("sales.trips").num_rows == 2
-            with pytest.raises(flightbay.PermissionDenied):
-                script.table("default.anything")
-        with pytest.raises(flightbay.Unauthenticated):
-            flightbay.connect(s.uri, username="bob", password="nope")
-    finally:
-        s.stop()
+    with flightbay.connect(s.uri, username="bob", password="builder") as bob:
+        assert bob.table("sales.trips").to_arrow().equals(table)
+        with pytest.raises(flightbay.PermissionDenied):
+            bob.upload(table, "sales.more")
+    with flightbay.connect(s.uri, token=_token("sales:read")) as script:
+        assert script.table("sales.trips").num_rows == 2
+        with pytest.raises(flightbay.PermissionDenied):
+            script.table("default.anything")
+    with pytest.raises(flightbay.Unauthenticated):
+        flightbay.connect(s.uri, username="bob", password="nope")
 
 
-def test_admin_token_printed_without_users_file(tmp_path: Path) -> None:
-    s = Server(tmp_path, "--jwt-secret", SECRET)
-    try:
-        s.log.flush()
-        log = (tmp_path / "server.log").read_text()
-        line = next(l for l in log.splitlines() if l.startswith("flightbay admin token"))
-        token = line.rsplit(" ", 1)[1]
-        c = flight.connect(s.uri)
-        options = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())])
-        results = list(c.do_action(flight.Action("stats", b"{}"), options))
-        assert results
-        c.close()
-    finally:
-        s.stop()
+def test_admin_token_printed_without_users_file(start_server: StartServer) -> None:
+    s = start_server(jwt_secret=SECRET)
+    log = s.read_log()
+    line = next(l for l in log.splitlines() if l.startswith("flightbay admin token"))
+    token = line.rsplit(" ", 1)[1]
+    c = flight.connect(s.uri)
+    options = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())])
+    results = list(c.do_action(flight.Action("stats", b"{}"), options))
+    assert results
+    c.close()

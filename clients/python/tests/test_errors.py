@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.flight as flight
 import pytest
+from pyarrow import flight
 
 import flightbay
 from flightbay.errors import translate
@@ -61,9 +62,11 @@ def test_unreachable_server_is_unavailable() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again before the client dials it
-    with flightbay.connect(f"grpc://127.0.0.1:{port}", timeout=5) as c:
-        with pytest.raises(flightbay.Unavailable) as info:
-            c.list_tables()
+    with (
+        flightbay.connect(f"grpc://127.0.0.1:{port}", timeout=5) as c,
+        pytest.raises(flightbay.Unavailable) as info,
+    ):
+        c.list_tables()
     assert isinstance(info.value, ConnectionError)
 
 
@@ -82,18 +85,15 @@ def test_memory_budget_message_maps_to_memory_budget_exceeded() -> None:
     assert type(other) is flightbay.FlightbayError
 
 
-def test_memory_budget_from_the_server(tmp_path) -> None:
+def test_memory_budget_from_the_server(start_server: Callable[..., Server]) -> None:
     # "Memory and spill space both full": a server that can spill needs a disk limit too before it refuses.
     help_text = subprocess.run([flightbay_bin(), "--help"], capture_output=True, text=True, check=True).stdout
     disk = ["--disk-limit", "1MiB"] if "--disk-limit" in help_text else []
-    s = Server(tmp_path, "--memory-limit", "1MiB", *disk)
-    try:
-        with flightbay.connect(s.uri) as c:
-            with pytest.raises(flightbay.MemoryBudgetExceeded, match="^flightbay: "):
-                c.upload(pa.table({"x": np.arange(1_000_000)}), "big")
-            assert c.list_tables() == []
-    finally:
-        s.stop()
+    s = start_server(*disk, memory_limit="1MiB")
+    with flightbay.connect(s.uri) as c:
+        with pytest.raises(flightbay.MemoryBudgetExceeded, match="^flightbay: "):
+            c.upload(pa.table({"x": np.arange(1_000_000)}), "big")
+        assert c.list_tables() == []
 
 
 class _AuthServer(flight.FlightServerBase):
@@ -155,9 +155,11 @@ def auth_server():
 
 def test_credentials_and_auth_errors(auth_server: _AuthServer) -> None:
     uri = f"grpc://127.0.0.1:{auth_server.port}"
-    with flightbay.connect(uri) as anonymous:
-        with pytest.raises(flightbay.Unauthenticated, match="missing or invalid bearer token"):
-            anonymous.list_tables()
+    with (
+        flightbay.connect(uri) as anonymous,
+        pytest.raises(flightbay.Unauthenticated, match="missing or invalid bearer token"),
+    ):
+        anonymous.list_tables()
     with pytest.raises(flightbay.Unauthenticated, match="wrong username or password"):
         flightbay.connect(uri, username="ada", password="wrong")
     with flightbay.connect(uri, username="ada", password="secret") as c:  # handshake swaps basic for bearer
@@ -209,8 +211,8 @@ def test_tls_root_certificates(tmp_path) -> None:
         for roots in (cert, str(cert), cert.read_bytes(), cert.read_text()):  # a path, or the PEM itself
             with flightbay.connect(uri, tls_root_certs=roots, timeout=10) as c:
                 assert c.list_tables() == []
-        with flightbay.connect(uri, timeout=10) as untrusted:  # the system roots do not know this certificate
-            with pytest.raises(flightbay.Unavailable):
-                untrusted.list_tables()
+        # The system roots do not know this certificate.
+        with flightbay.connect(uri, timeout=10) as untrusted, pytest.raises(flightbay.Unavailable):
+            untrusted.list_tables()
     finally:
         server.shutdown()

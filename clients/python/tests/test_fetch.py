@@ -39,7 +39,7 @@ def test_metadata(remote: flightbay.RemoteTable, table: pa.Table, name: str) -> 
     assert text.startswith(f"<flightbay.RemoteTable f{remote.id} 'default.{name}': 50,000 rows x 5 columns, ")
     assert "memory>" in text and "ts: timestamp[ms]" in text
     page = remote._repr_html_()
-    assert f"RemoteTable f{remote.id}" in page and "<td>label</td>" in page and "50,000 rows" in page
+    assert f"<code>f{remote.id}</code>" in page and ">label</td>" in page and ">50,000</td>" in page
 
 
 def test_to_arrow_and_aliases(remote: flightbay.RemoteTable, table: pa.Table) -> None:

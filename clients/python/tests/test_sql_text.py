@@ -48,7 +48,7 @@ f = pc.field
         (pc.match_substring_regex(f("s"), "^a.b$"), "(\"s\" ~ '^a.b$')"),
         (pc.if_else(f("b"), 1, 2) > 0, '((CASE WHEN "b" THEN 1 WHEN NOT "b" THEN 2 END) > 0)'),
         (f("a") > pa.scalar(decimal.Decimal("1.50")), "(\"a\" > CAST('1.50' AS DECIMAL(3, 2)))"),
-        (f("a") > float("nan"), "(\"a\" > CAST('NaN' AS DOUBLE))"),
+        (f("a") > float("nan"), "(\"a\" > CAST('NaN' AS DOUBLE))"),  # noqa: PLW0177 - builds an expression
         (f("a") < float("-inf"), "(\"a\" < CAST('-Infinity' AS DOUBLE))"),
         (f("x") == pa.scalar(b"ab"), "(\"x\" = X'6162')"),
         (f("b") == True, '("b" = TRUE)'),  # a pyarrow expression, not a Python comparison

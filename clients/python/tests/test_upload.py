@@ -8,10 +8,9 @@ from pathlib import Path
 import pandas as pd
 import polars as pl
 import pyarrow as pa
-import pyarrow.csv as csv
-import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
+from pyarrow import csv, feather
 
 import flightbay
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from ._progress import Progress
 from .errors import translated

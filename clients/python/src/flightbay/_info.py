@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
 import pyarrow as pa
-import pyarrow.flight as flight
+from pyarrow import flight
 
 if TYPE_CHECKING:
     from .table import RemoteTable

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm as Tqdm
+    from typing_extensions import Self
 
 
 class Progress:
@@ -23,7 +27,8 @@ class Progress:
     """
 
     def __init__(self, total: int | None, desc: str, enabled: bool | None) -> None:
-        self._bar: Any = None
+        # A bar that counts (no iterable), hence its item type.
+        self._bar: Tqdm[NoReturn] | None = None
         self._lock = threading.Lock()
         if enabled is False:
             return
@@ -62,7 +67,7 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

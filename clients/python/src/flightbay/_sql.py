@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -117,7 +117,7 @@ class _Call:
     options: dict[str, Any] | None
 
 
-_Node = Union[_Field, _Literal, _Call]
+_Node = _Field | _Literal | _Call
 
 
 def _flatbuffer_metadata(data: bytes) -> list[tuple[str, str]]:

@@ -75,7 +75,7 @@ def _open_file(path: Path, batch_size: int) -> Source:
         parquet = pq.ParquetFile(path)
         return Source(parquet.schema_arrow, _parquet_batches(parquet, batch_size), None)
     if kind in _CSV:
-        import pyarrow.csv as csv
+        from pyarrow import csv
 
         parse = csv.ParseOptions(delimiter="\t") if kind == ".tsv" else None
         csv_reader = csv.open_csv(path, parse_options=parse)

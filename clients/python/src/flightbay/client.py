@@ -9,16 +9,19 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from ._info import FlightRef, TableInfo, action_ref, path_descriptor, source_value, split_name
 from ._progress import Progress
 from ._upload import UploadSource, open_source
 from .errors import FlightbayError, NotFound, translated
 from .table import RemoteTable
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["Client", "connect"]
 
@@ -152,7 +155,7 @@ class Client:
             else:
                 _INHERITED.append(c)
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -227,14 +230,14 @@ class Client:
                         batch = next(batches)
                     except StopIteration:
                         break
-                    except BaseException as e:
+                    except BaseException as e:  # noqa: BLE001 - re-raised below, once the upload is abandoned
                         failure = e
                         break
                     try:
                         writer.write_batch(batch)
                     except pa.ArrowException:
                         raise  # the server or the connection ended the stream: nothing was published
-                    except BaseException as e:
+                    except BaseException as e:  # noqa: BLE001 - re-raised below, once the upload is abandoned
                         failure = e
                     bar.update(batch.nbytes)
             if failure is None:

@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterator
 
 import pyarrow as pa
-import pyarrow.flight as flight
+from pyarrow import flight
 
 __all__ = [
     "AlreadyExists",

@@ -26,7 +26,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 __all__ = ["Shard"]
 
@@ -35,7 +35,7 @@ MAX_PARTS = 1024
 #: Rows per part aimed for when ``parts`` is not given; big enough to stream well, small enough to shuffle in memory.
 TARGET_ROWS_PER_PART = 131_072
 
-ShuffleMode = Union[bool, Literal["global"]]
+ShuffleMode = bool | Literal["global"]
 
 
 def mix_seed(*values: int) -> int:

@@ -3,14 +3,14 @@ only when a ``to_*`` or ``iter_*`` method asks for them."""
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._display import table_html
 from ._fetch import MAX_FETCH_THREADS, read_endpoint, read_endpoints, rebatch, stream_endpoint
 from ._info import FlightRef, TableInfo, format_bytes, source_value
 from ._progress import Progress
@@ -32,7 +32,7 @@ PARALLEL_FETCH_BYTES = 64 << 20
 
 Aggregation = Literal["mean", "avg", "sum", "min", "max", "count", "first", "last", "median"]
 SortOrder = Literal["ascending", "descending"]
-Mask = Union[str, pc.Expression, pa.Array, pa.ChunkedArray, Sequence[bool], Any]
+Mask: TypeAlias = str | pc.Expression | pa.Array | pa.ChunkedArray | Sequence[bool] | Any
 
 
 class RemoteTable:
@@ -142,17 +142,8 @@ class RemoteTable:
         )
 
     def _repr_html_(self) -> str:
-        label = f" <code>{html.escape(self._info.qualified_name or '')}</code>" if self._info.name else ""
-        rows = "".join(
-            f"<tr><td>{html.escape(f.name)}</td><td><code>{html.escape(str(f.type))}</code></td></tr>"
-            for f in list(self.schema)[:50]
-        )
-        more = f"<tr><td colspan=2>… {self.num_columns - 50} more</td></tr>" if self.num_columns > 50 else ""
-        return (
-            f"<div><b>RemoteTable f{self.id}</b>{label}: {self.num_rows:,} rows × {self.num_columns} columns, "
-            f"{html.escape(format_bytes(self.nbytes))}, {html.escape(self._info.state or 'unknown')}"
-            f"<table><tr><th>column</th><th>type</th></tr>{rows}{more}</table></div>"
-        )
+        """Jupyter's view: id, names, rows, size, state, lineage and schema as of this handle, no rows."""
+        return table_html(self._info)
 
     # -- operations (each returns a new flight) --------------------------------------------------------------
 
@@ -375,7 +366,8 @@ class RemoteTable:
 
     def to_pandas(self, **kwargs: Any) -> pandas.DataFrame:
         """Fetch every row as a pandas DataFrame; ``kwargs`` go to ``pyarrow.Table.to_pandas``."""
-        return self.to_arrow().to_pandas(**kwargs)
+        frame: pandas.DataFrame = self.to_arrow().to_pandas(**kwargs)
+        return frame
 
     def to_polars(self) -> polars.DataFrame:
         """Fetch every row as a polars DataFrame."""
