@@ -137,8 +137,8 @@ function renderServer(stats) {
   rate.dataset.misses = String(cache.misses);
   setText(
     "#cache-counts",
-    `${integer(cache.hits)} hits · ${integer(cache.misses)} misses · ${integer(cache.computations)} computed · ` +
-      `${integer(cache.entries)} entries`,
+    `hits ${integer(cache.hits)} · misses ${integer(cache.misses)} · computed ${integer(cache.computations)} · ` +
+      `entries ${integer(cache.entries)}`,
   );
 
   setText("#stat-flights", integer(store.flights));
