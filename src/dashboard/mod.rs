@@ -9,7 +9,7 @@
 //!   for data. It says nothing about flights.
 //! - `GET /api/dashboard`: what [`FlightbayService::dashboard`] lets the caller see, plus the recent Flight calls
 //!   (for the callers who may see the server-wide counters). With auth on and no valid
-//!   `Authorization: Bearer <token>`, 401 and nothing else.
+//!   `Authorization: Bearer <token>` (or Basic credentials, as on the Flight port), 401 and nothing else.
 //!
 //! The numbers are the `stats` action's ([`FlightbayService::stats`]), the flights those ListFlights lists.
 
