@@ -124,7 +124,8 @@ function renderGauge(selector, used, limit, extra) {
 
 function renderServer(stats) {
   const store = stats.store;
-  renderGauge("#memory-gauge", store.resident_bytes, store.memory_limit, `, peak ${integer(store.peak_resident_bytes)}`);
+  const peak = `, peak ${integer(store.peak_resident_bytes)}`;
+  renderGauge("#memory-gauge", store.resident_bytes, store.memory_limit, peak);
   const mark = $("#memory-gauge .mark");
   mark.style.left = `${store.memory_limit > 0 ? (100 * store.high_water_bytes) / store.memory_limit : 0}%`;
   renderGauge("#disk-gauge", store.spilled_bytes, store.disk_limit);
@@ -166,7 +167,12 @@ function renderFlights(flights) {
         el("td", f.name ?? "–", { "data-col": "name", title: f.names.join(", ") || null }),
         el("td", f.namespace ?? "–", { "data-col": "namespace" }),
         el("td", integer(f.rows), { class: "num", "data-col": "rows", "data-value": f.rows }),
-        el("td", bytes(f.bytes), { class: "num", "data-col": "bytes", "data-value": f.bytes, title: `${integer(f.bytes)} bytes` }),
+        el("td", bytes(f.bytes), {
+          class: "num",
+          "data-col": "bytes",
+          "data-value": f.bytes,
+          title: `${integer(f.bytes)} bytes`,
+        }),
         el("td", where, { "data-col": "state", class: `state ${where}` }),
         el("td", f.pinned ? "pinned" : "", { "data-col": "pinned" }),
         el("td", age(f.age_seconds), { class: "num", "data-col": "age", title: f.created_at }),

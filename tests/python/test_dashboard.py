@@ -35,6 +35,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SECRET = "dashboard-test-secret-0123456789"
+# The flights-table columns the first test compares.
+COLUMNS = ["name", "namespace", "rows", "state", "pinned", "hits", "op"]
 # Long enough for a few refreshes (the page polls every 2 s).
 TIMEOUT_MS = 15_000
 
@@ -79,11 +81,16 @@ class Page:
     def text(self, selector: str) -> str:
         return self.page.locator(selector).inner_text().strip()
 
+    def cell(self, flight_id: int, column: str) -> str:
+        """The text of one cell of the flights table."""
+        return self.text(f"#flight-{flight_id} td[data-col='{column}']")
+
     def attr(self, selector: str, name: str) -> str | None:
         return self.page.locator(selector).get_attribute(name)
 
     def row_ids(self) -> list[int]:
-        return sorted(int(i) for i in self.page.locator("#flights tbody tr").evaluate_all("rs => rs.map(r => r.dataset.id)"))
+        ids = self.page.locator("#flights tbody tr").evaluate_all("rows => rows.map(r => r.dataset.id)")
+        return sorted(int(i) for i in ids)
 
     def close(self) -> None:
         self.context.close()
@@ -99,8 +106,9 @@ def upload(client: flight.FlightClient, path: list[str], data: pa.Table, options
 
 
 def derive(client: flight.FlightClient, command: str, options=None) -> dict:
+    """The FlightInfo metadata of a SQL query or op, with the info's ``total_bytes``."""
     info = client.get_flight_info(flight.FlightDescriptor.for_command(command), options)
-    return json.loads(info.app_metadata)
+    return {**json.loads(info.app_metadata), "total_bytes": info.total_bytes}
 
 
 def action(client: flight.FlightClient, kind: str, body: dict, options=None) -> dict:
@@ -137,20 +145,17 @@ def test_the_dashboard_shows_flights_the_stats_numbers_and_lineage(server, brows
 
         # The flights table: every flight, with what the server knows of it.
         assert page.row_ids() == sorted([trips["id"], orders["id"], first["id"], taken["id"]])
+        # The COLUMNS as shown, and the exact bytes behind the bytes column.
         expected = {
-            trips["id"]: ("trips", "default", "1,000", trips["num_bytes"], "memory", "pinned", "0", "upload"),
-            orders["id"]: ("orders", "sales", "40", orders["num_bytes"], "disk", "", "0", "upload"),
-            first["id"]: ("–", "–", "10", None, "memory", "", "1", "sql"),
-            taken["id"]: ("–", "–", "3", None, "memory", "", "0", "take"),
+            trips["id"]: (("trips", "default", "1,000", "memory", "pinned", "0", "upload"), trips["num_bytes"]),
+            orders["id"]: (("orders", "sales", "40", "disk", "", "0", "upload"), orders["num_bytes"]),
+            first["id"]: (("–", "–", "10", "memory", "", "1", "sql"), first["total_bytes"]),
+            taken["id"]: (("–", "–", "3", "memory", "", "0", "take"), taken["total_bytes"]),
         }
-        for flight_id, (name, namespace, rows, num_bytes, where, pinned, hits, op) in expected.items():
-            row = f"#flight-{flight_id}"
-            cell = lambda col: page.text(f"{row} td[data-col='{col}']")  # noqa: E731
-            assert (cell("name"), cell("namespace"), cell("rows"), cell("state"), cell("pinned"), cell("hits"),
-                    cell("op")) == (name, namespace, rows, where, pinned, hits, op), flight_id
-            if num_bytes is not None:
-                assert page.attr(f"{row} td[data-col='bytes']", "data-value") == str(num_bytes)
-            assert cell("age").endswith(" s") or cell("age").endswith(" min")
+        for flight_id, (cells, num_bytes) in expected.items():
+            assert tuple(page.cell(flight_id, column) for column in COLUMNS) == cells, flight_id
+            assert page.attr(f"#flight-{flight_id} td[data-col='bytes']", "data-value") == str(num_bytes)
+            assert page.cell(flight_id, "age").endswith((" s", " min"))
 
         # The numbers the stats action reported.
         assert page.text("#stat-flights") == f"{store['flights']:,}"
@@ -193,7 +198,7 @@ def test_the_dashboard_shows_flights_the_stats_numbers_and_lineage(server, brows
         # It keeps refreshing: a new upload appears without reloading the page.
         later = upload(client, ["later"], table(7))
         page.page.wait_for_selector(f"#flight-{later['id']}", timeout=TIMEOUT_MS)
-        assert page.text(f"#flight-{later['id']} td[data-col='rows']") == "7"
+        assert page.cell(later["id"], "rows") == "7"
 
         screenshot(page, tmp_path / "dashboard.png")
         if os.environ.get("FLIGHTBAY_SCREENSHOT"):
@@ -239,7 +244,7 @@ def test_with_auth_the_dashboard_shows_nothing_without_a_token(browser, tmp_path
         page.page.click("#use-token")
         page.wait_state("ok")
         assert page.row_ids() == [trips["id"]]
-        assert page.text(f"#flight-{trips['id']} td[data-col='name']") == "trips"
+        assert page.cell(trips["id"], "name") == "trips"
         assert "secret_plans" not in page.page.locator("body").inner_text()
         assert page.text("#who") == "signed in as viewer (sales:read)"
         assert page.page.locator("#server").is_hidden() and page.page.locator("#server-hidden").is_visible()
