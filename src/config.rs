@@ -111,7 +111,8 @@ pub struct Config {
     #[arg(long, env = "FLIGHTBAY_DEFAULT_PUT_MODE", value_enum, default_value_t = PutMode::Error)]
     pub default_put_mode: PutMode,
 
-    /// Port of the HTTP side listener on --host (/metrics, /health); 0 picks a free port, "off" turns it off.
+    /// Port of the HTTP side listener on --host (the dashboard at /, /metrics, /health); 0 picks a free port, "off"
+    /// turns it off.
     #[arg(long, env = "FLIGHTBAY_HTTP_PORT", default_value = "8816")]
     pub http_port: HttpPort,
 

@@ -1,4 +1,5 @@
-//! The HTTP side listener (`--http-port`): `/metrics` and `/health` beside the Flight port, served by axum.
+//! The HTTP side listener (`--http-port`): `/metrics`, `/health` and the dashboard beside the Flight port, served
+//! by axum.
 //!
 //! A listener of its own rather than routes on the Flight port: the Flight port may speak TLS that offers only
 //! HTTP/2, and its frame sizes, windows and DoGet layer are tuned for Flight, not for probes and scrapers.
@@ -6,8 +7,13 @@
 //! - `GET /metrics`: Prometheus metrics as OpenMetrics text (see [`crate::metrics`]).
 //! - `GET /health`: `200 {"status":"serving",…}`, or `503 {"status":"draining",…}` once shutdown has begun (the
 //!   listener stays up until the Flight server has finished its requests, so a probe sees the drain).
+//! - `GET /` and `GET /api/…`: the dashboard (see [`crate::dashboard`]).
+//!
+//! `/metrics` and `/health` need no token even when auth is on (scrapers and probes rarely carry one); the
+//! dashboard's data does.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -20,14 +26,17 @@ use tokio::net::TcpListener;
 use crate::error::{Error, Result};
 use crate::health::Health;
 use crate::metrics::{self, Metrics};
+use crate::service::FlightbayService;
 
 /// What the HTTP handlers read.
 #[derive(Clone, Debug)]
 pub struct HttpState {
     /// Serving or draining.
     pub health: Health,
-    /// The registry `/metrics` encodes.
+    /// The registry `/metrics` encodes (and the recent calls the dashboard lists).
     pub metrics: Arc<Metrics>,
+    /// What the dashboard reads: flights, lineage, counters, and who may see them.
+    pub service: FlightbayService,
 }
 
 /// The routes of the HTTP listener.
@@ -35,6 +44,7 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .merge(crate::dashboard::router())
         .with_state(state)
 }
 
@@ -44,7 +54,9 @@ pub async fn serve(
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(listener, router(state))
+    // With the client's address: the dashboard's Basic logins are throttled per peer, as on the Flight port.
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| Error::internal(format!("HTTP listener: {e}")))

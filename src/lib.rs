@@ -3,8 +3,8 @@
 //! Crate map, from the wire inwards:
 //!
 //! - [`server`]: transport (message limits, graceful shutdown); takes a bound listener.
-//! - [`http`]: the HTTP side listener (`/metrics`, `/health`); [`metrics`] names and encodes the Prometheus
-//!   metrics; [`health`] owns serving vs draining (and reports it to gRPC Health v1).
+//! - [`http`]: the HTTP side listener (`/metrics`, `/health`, the [`dashboard`]); [`metrics`] names and encodes
+//!   the Prometheus metrics; [`health`] owns serving vs draining (and reports it to gRPC Health v1).
 //! - [`service`]: the tonic edge, one file per RPC: parse → call the core → encode.
 //! - [`protocol`]: the only code that knows byte layouts (descriptors, tickets, action bodies, metadata JSON).
 //! - [`query`]: DataFusion glue: ops → plans, the result cache with single-flight.
@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

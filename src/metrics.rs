@@ -9,8 +9,12 @@
 //!   copied, so `/metrics` and `stats` always agree.
 //!
 //! Every name starts with `flightbay_` and is listed in the README ("Metrics and health").
+//!
+//! The RPC layer also keeps the last [`RECENT_CALLS`] calls ([`RecentCalls`]) for the dashboard; they are not
+//! Prometheus metrics.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -51,6 +55,8 @@ pub struct RpcMetrics {
     pub received_bytes: Family<MethodLabels, Counter>,
     /// Bytes of gRPC messages sent (response bodies, frame headers included).
     pub sent_bytes: Family<MethodLabels, Counter>,
+    /// The last calls, for the dashboard.
+    pub recent: RecentCalls,
 }
 
 impl Default for RpcMetrics {
@@ -60,7 +66,53 @@ impl Default for RpcMetrics {
             duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 18))),
             received_bytes: Family::default(),
             sent_bytes: Family::default(),
+            recent: RecentCalls::default(),
         }
+    }
+}
+
+/// How many finished calls [`RecentCalls`] keeps.
+pub const RECENT_CALLS: usize = 50;
+
+/// One finished call, as the dashboard lists it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RecentCall {
+    /// The RPC (see [`CallLabels::method`]).
+    pub method: &'static str,
+    /// The gRPC status code name.
+    pub code: &'static str,
+    /// When the call ended (RFC 3339, UTC, milliseconds).
+    pub ended_at: String,
+    /// Seconds from its arrival until its response ended.
+    pub duration_seconds: f64,
+}
+
+/// The last [`RECENT_CALLS`] finished calls, oldest first: a bounded ring, so a busy server keeps a fixed amount.
+#[derive(Debug, Default)]
+pub struct RecentCalls {
+    /// A plain mutex: each holder pushes or copies at most [`RECENT_CALLS`] small records and never awaits, so
+    /// the lock is held for microseconds, once per call and once per dashboard refresh.
+    calls: Mutex<VecDeque<RecentCall>>,
+}
+
+impl RecentCalls {
+    /// Records `call`, forgetting the oldest beyond [`RECENT_CALLS`].
+    pub fn push(&self, call: RecentCall) {
+        let mut calls = self.lock();
+        if calls.len() == RECENT_CALLS {
+            calls.pop_front();
+        }
+        calls.push_back(call);
+    }
+
+    /// The calls kept, newest first.
+    pub fn newest_first(&self) -> Vec<RecentCall> {
+        self.lock().iter().rev().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<RecentCall>> {
+        // A push or a copy cannot leave the ring half-changed, so a lock poisoned elsewhere still guards a valid one.
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -305,5 +357,34 @@ pub fn code_name(code: i32) -> &'static str {
         15 => "DATA_LOSS",
         16 => "UNAUTHENTICATED",
         _ => "UNKNOWN",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(i: usize) -> RecentCall {
+        RecentCall {
+            method: "DoGet",
+            code: "OK",
+            ended_at: format!("call {i}"),
+            duration_seconds: i as f64,
+        }
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_calls() {
+        let recent = RecentCalls::default();
+        recent.push(call(0));
+        recent.push(call(1));
+        assert_eq!(recent.newest_first(), vec![call(1), call(0)]);
+        for i in 2..RECENT_CALLS + 7 {
+            recent.push(call(i));
+        }
+        let kept = recent.newest_first();
+        assert_eq!(kept.len(), RECENT_CALLS);
+        assert_eq!(kept.first(), Some(&call(RECENT_CALLS + 6)));
+        assert_eq!(kept.last(), Some(&call(7)));
     }
 }

@@ -1,6 +1,6 @@
 //! Transport: builds the tonic server around [`FlightbayService`], applies message limits and TCP settings, starts
-//! the HTTP side listener ([`crate::http`]), and runs until a shutdown signal (Ctrl-C, SIGTERM, the `shutdown`
-//! action, or the caller's future).
+//! the HTTP side listener ([`crate::http`]: metrics, health, the dashboard), and runs until a shutdown signal
+//! (Ctrl-C, SIGTERM, the `shutdown` action, or the caller's future).
 //!
 //! gRPC Health v1 is served on the Flight port beside Flight ([`crate::health`]).
 //!
@@ -54,6 +54,7 @@ pub async fn run(
     let max_message = config.max_message_bytes();
     let do_get = DoGetLayer::new(service.clone(), max_message);
     let metrics = Arc::new(Metrics::new(service.clone()));
+    let dashboard_service = service.clone();
     let flight = FlightServiceServer::new(service)
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
@@ -88,6 +89,7 @@ pub async fn run(
         let state = HttpState {
             health: health.clone(),
             metrics: Arc::clone(&metrics),
+            service: dashboard_service,
         };
         tokio::spawn(crate::http::serve(listener, state, async {
             // Err means the sender was dropped: `run` is unwinding, so stopping is right as well.

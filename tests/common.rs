@@ -259,12 +259,46 @@ pub fn ready_lines(contents: &str) -> (String, Option<String>) {
     (flight, http)
 }
 
-/// A minimal HTTP/1.1 GET (no client library needed for two endpoints): returns the status code, the
+/// A minimal HTTP/1.1 GET (no client library needed for a few endpoints): returns the status code, the
 /// `Content-Type` and the body.
 pub async fn http_get(addr: &str, path: &str) -> (u16, String, String) {
+    let answer = http_request(addr, path, &[]).await;
+    let content_type = answer.header("content-type").unwrap_or_default().to_string();
+    (answer.status, content_type, answer.body)
+}
+
+/// An HTTP answer read by [`http_request`].
+pub struct HttpAnswer {
+    pub status: u16,
+    /// Header lines as `(name, value)`, names as sent.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// A minimal HTTP/1.1 GET of `path` with extra request `headers`.
+pub async fn http_request(addr: &str, path: &str, headers: &[(&str, &str)]) -> HttpAnswer {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect HTTP");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read");
@@ -276,19 +310,19 @@ pub async fn http_get(addr: &str, path: &str) -> (u16, String, String) {
         .expect("status")
         .parse()
         .expect("status code");
-    let content_type = head
+    let headers: Vec<(String, String)> = head
         .lines()
-        .find_map(|l| {
+        .skip(1)
+        .filter_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-type").then(|| v.trim().to_string())
+            Some((k.trim().to_string(), v.trim().to_string()))
         })
-        .unwrap_or_default();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (status, content_type, body)
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    HttpAnswer { status, headers, body }
 }
 
 fn dechunk(mut body: &str) -> String {

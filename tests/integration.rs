@@ -9,6 +9,7 @@ mod budget;
 mod cli;
 mod common;
 mod corpus;
+mod dashboard;
 mod deep_input;
 mod derive;
 mod flight_sql;

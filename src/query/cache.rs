@@ -3,6 +3,7 @@
 //! Flights are immutable and keys contain the resolved input ids, so an entry never goes stale; it only disappears
 //! when its flight is dropped, and then the next request recomputes.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -76,6 +77,9 @@ pub struct ResultCache {
     /// DashMap: requests for different keys never contend; the per-key `OnceCell` makes concurrent identical
     /// requests wait for one computation instead of running it N times.
     entries: DashMap<CacheKey, Arc<OnceCell<FlightId>>>,
+    /// Hits by the flight that answered (for the dashboard); entries of dropped flights go at the next
+    /// [`Self::hits_by_flight`], so the map stays as small as the flights that were ever reused and still exist.
+    flight_hits: DashMap<FlightId, u64>,
     hits: AtomicU64,
     misses: AtomicU64,
     computations: AtomicU64,
@@ -99,7 +103,7 @@ impl ResultCache {
             let cell = Arc::clone(self.entries.entry(key).or_default().value());
             if let Some(id) = cell.get() {
                 if store.contains(*id) {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    self.record_hit(*id);
                     return Ok((*id, CacheStatus::Hit));
                 }
                 // The result was dropped: forget it (unless someone already replaced the entry) and recompute.
@@ -123,9 +127,11 @@ impl ResultCache {
                 Ok(id) => {
                     let status = if ran { CacheStatus::Miss } else { CacheStatus::Hit };
                     match status {
-                        CacheStatus::Miss => self.misses.fetch_add(1, Ordering::Relaxed),
-                        CacheStatus::Hit => self.hits.fetch_add(1, Ordering::Relaxed),
-                    };
+                        CacheStatus::Miss => {
+                            self.misses.fetch_add(1, Ordering::Relaxed);
+                        }
+                        CacheStatus::Hit => self.record_hit(*id),
+                    }
                     return Ok((*id, status));
                 }
                 Err(e) => {
@@ -134,6 +140,17 @@ impl ResultCache {
                 }
             }
         }
+    }
+
+    fn record_hit(&self, id: FlightId) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        *self.flight_hits.entry(id).or_default() += 1;
+    }
+
+    /// Hits by the flight that answered them, for flights that still exist (the others are forgotten here).
+    pub fn hits_by_flight(&self, store: &FlightStore) -> HashMap<FlightId, u64> {
+        self.flight_hits.retain(|id, _| store.contains(*id));
+        self.flight_hits.iter().map(|e| (*e.key(), *e.value())).collect()
     }
 
     /// Counts a request that bypassed the cache.
@@ -221,6 +238,7 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 1, "one computation for sixteen requests");
         assert_eq!(statuses.iter().filter(|s| **s == CacheStatus::Miss).count(), 1);
         assert_eq!(cache.stats().computations, 1);
+        assert_eq!(cache.hits_by_flight(&store), HashMap::from([(id, 15)]));
 
         // a failed computation is not remembered: the next request computes again
         let failing = CacheKey::of("op", "fails once");
@@ -240,6 +258,8 @@ mod tests {
         let again = flight(&store).await;
         let (got, status) = cache.get_or_compute(&store, key, || async { Ok(again) }).await.unwrap();
         assert_eq!((got, status), (again, CacheStatus::Miss));
+        // the dropped flight's hits went with it
+        assert_eq!(cache.hits_by_flight(&store), HashMap::new());
         store.close().await.unwrap();
     }
 }

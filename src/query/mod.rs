@@ -13,6 +13,7 @@ mod resample;
 mod scan;
 mod visible;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatchOptions;
@@ -124,6 +125,11 @@ impl Engine {
         EngineStats {
             cache: self.cache.stats(),
         }
+    }
+
+    /// How many derive requests each existing flight answered from the cache (flights never reused are absent).
+    pub fn hits_by_flight(&self) -> HashMap<FlightId, u64> {
+        self.cache.hits_by_flight(&self.store)
     }
 
     /// Runs `op` (or finds its cached result) and names the result `name` if given.

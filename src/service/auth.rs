@@ -304,3 +304,10 @@ impl crate::query::Scope for Access {
         self.read_flight(id)
     }
 }
+
+impl Access {
+    /// Who is calling and with which grants (the dashboard shows it).
+    pub(super) fn principal(&self) -> &Principal {
+        &self.principal
+    }
+}

@@ -3,6 +3,7 @@
 
 mod auth;
 mod compute;
+mod dashboard;
 mod decode_status;
 mod do_action;
 mod do_get;
@@ -37,6 +38,7 @@ use crate::query::{Engine, EngineStats};
 use crate::store::{FlightStore, StoreStats};
 
 pub use compute::{COMPUTE_STACK_BYTES, ComputeStats};
+pub use dashboard::{DashboardView, FlightRow, LineageInput, LineageRow};
 pub use decode_status::DecodeStatusLayer;
 pub use rpc_metrics::RpcMetricsLayer;
 pub use wire::DoGetLayer;

@@ -5,6 +5,7 @@
 //! route too. A call ends when its response body ends: the status then comes from the trailers (or from the
 //! headers of a trailers-only answer); a response dropped before its end (the client went away) counts as
 //! `CANCELLED`. Method labels come from a fixed list, so a client sending made-up paths cannot grow the series.
+//! Each finished call is also kept in the ring of recent calls the dashboard shows.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use futures::future::BoxFuture;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::body::Body;
 
-use crate::metrics::{CallLabels, MethodLabels, RpcMetrics, code_name};
+use crate::metrics::{CallLabels, MethodLabels, RecentCall, RpcMetrics, code_name};
 
 /// Records calls into `metrics` (see the module docs).
 #[derive(Clone, Debug)]
@@ -110,14 +111,18 @@ struct Call {
 
 impl Call {
     fn finish(self, code: i32) {
+        let seconds = self.started.elapsed().as_secs_f64();
         let labels = CallLabels {
             method: self.method,
             code: code_name(code),
         };
-        self.metrics
-            .duration
-            .get_or_create(&labels)
-            .observe(self.started.elapsed().as_secs_f64());
+        self.metrics.duration.get_or_create(&labels).observe(seconds);
+        self.metrics.recent.push(RecentCall {
+            method: labels.method,
+            code: labels.code,
+            ended_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            duration_seconds: seconds,
+        });
     }
 }
 
