@@ -15,8 +15,12 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from conftest import Server
+from collections.abc import Callable
+
+from flightbay_server import Server
 from test_security import SECRET, _token, _users_file, needs_openssl, pki  # noqa: F401  (pki is a fixture)
+
+StartServer = Callable[..., Server]
 
 TRIPS = pa.table({"city": ["Oslo", "Rome", "Oslo", "Lima"], "fare": [12.5, 30.0, 7.25, 18.0], "n": [1, 2, 3, 4]})
 
@@ -129,48 +133,42 @@ def test_bad_sql_gets_a_clear_error_and_publishes_nothing(trips: Server) -> None
 
 
 @needs_openssl
-def test_adbc_over_tls(tmp_path: Path, pki: dict[str, Path]) -> None:  # noqa: F811
-    s = Server(tmp_path, "--tls-cert", str(pki["server.pem"]), "--tls-key", str(pki["server.key"]), "--ephemeral")
-    try:
-        uri = f"grpc+tls://localhost:{s.address.rsplit(':', 1)[1]}"
-        root = pki["ca.pem"].read_text()
-        kwargs = {"adbc.flight.sql.client_option.tls_root_certs": root}
-        with dbapi.connect(uri, db_kwargs=kwargs, autocommit=True) as conn, conn.cursor() as cur:
-            cur.adbc_ingest("t", pa.table({"x": [1, 2, 3]}), mode="create")
-            cur.execute("SELECT sum(x) AS s FROM t")
-            assert cur.fetch_arrow_table().to_pylist() == [{"s": 6}]
-        with pytest.raises(adbc_driver_manager.Error):
-            with dbapi.connect(uri, autocommit=True) as conn, conn.cursor() as cur:
-                cur.execute("SELECT 1")
-    finally:
-        s.stop()
+def test_adbc_over_tls(start_server: StartServer, pki: dict[str, Path]) -> None:  # noqa: F811
+    s = start_server(tls_cert=pki["server.pem"], tls_key=pki["server.key"])
+    uri = f"grpc+tls://localhost:{s.address.rsplit(':', 1)[1]}"
+    root = pki["ca.pem"].read_text()
+    kwargs = {"adbc.flight.sql.client_option.tls_root_certs": root}
+    with dbapi.connect(uri, db_kwargs=kwargs, autocommit=True) as conn, conn.cursor() as cur:
+        cur.adbc_ingest("t", pa.table({"x": [1, 2, 3]}), mode="create")
+        cur.execute("SELECT sum(x) AS s FROM t")
+        assert cur.fetch_arrow_table().to_pylist() == [{"s": 6}]
+    with pytest.raises(adbc_driver_manager.Error):
+        with dbapi.connect(uri, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
 
 
-def test_adbc_with_password_and_token_sees_only_its_namespaces(tmp_path: Path) -> None:
-    s = Server(tmp_path, "--jwt-secret", SECRET, "--users-file", str(_users_file(tmp_path)), "--ephemeral")
-    try:
-        admin = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {_token('*:admin')}".encode())])
-        with flight.connect(s.uri) as plain:
-            _upload(plain, ["sales", "orders"], pa.table({"id": [1, 2]}), admin)
-            _upload(plain, ["hr", "salaries"], pa.table({"pay": [100]}), admin)
-        # alice (sales:write) through a Basic handshake, as ADBC does it.
-        with dbapi.connect(s.uri, db_kwargs={"username": "alice", "password": "wonderland"},
-                           autocommit=True) as conn:
-            objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
-            schemas = [sch["db_schema_name"] for sch in objects[0]["catalog_db_schemas"]]
-            assert schemas == ["sales"]
-            with conn.cursor() as cur:
-                cur.execute("SELECT count(*) AS n FROM sales.orders")
-                assert cur.fetch_arrow_table().to_pylist() == [{"n": 2}]
-                with pytest.raises(dbapi.Error):
-                    cur.execute("SELECT * FROM hr.salaries")
-        with pytest.raises(adbc_driver_manager.Error):
-            with dbapi.connect(s.uri, db_kwargs={"username": "alice", "password": "wrong"}, autocommit=True):
-                pass
-        # A bearer token as a header, without a handshake.
-        header = {"adbc.flight.sql.authorization_header": f"Bearer {_token('hr:read')}"}
-        with dbapi.connect(s.uri, db_kwargs=header, autocommit=True) as conn, conn.cursor() as cur:
-            cur.execute("SELECT pay FROM hr.salaries")
-            assert cur.fetch_arrow_table().to_pylist() == [{"pay": 100}]
-    finally:
-        s.stop()
+def test_adbc_with_password_and_token_sees_only_its_namespaces(start_server: StartServer, tmp_path: Path) -> None:
+    s = start_server(jwt_secret=SECRET, users_file=_users_file(tmp_path))
+    admin = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {_token('*:admin')}".encode())])
+    with flight.connect(s.uri) as plain:
+        _upload(plain, ["sales", "orders"], pa.table({"id": [1, 2]}), admin)
+        _upload(plain, ["hr", "salaries"], pa.table({"pay": [100]}), admin)
+    # alice (sales:write) through a Basic handshake, as ADBC does it.
+    with dbapi.connect(s.uri, db_kwargs={"username": "alice", "password": "wonderland"},
+                       autocommit=True) as conn:
+        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+        schemas = [sch["db_schema_name"] for sch in objects[0]["catalog_db_schemas"]]
+        assert schemas == ["sales"]
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) AS n FROM sales.orders")
+            assert cur.fetch_arrow_table().to_pylist() == [{"n": 2}]
+            with pytest.raises(dbapi.Error):
+                cur.execute("SELECT * FROM hr.salaries")
+    with pytest.raises(adbc_driver_manager.Error):
+        with dbapi.connect(s.uri, db_kwargs={"username": "alice", "password": "wrong"}, autocommit=True):
+            pass
+    # A bearer token as a header, without a handshake.
+    header = {"adbc.flight.sql.authorization_header": f"Bearer {_token('hr:read')}"}
+    with dbapi.connect(s.uri, db_kwargs=header, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pay FROM hr.salaries")
+        assert cur.fetch_arrow_table().to_pylist() == [{"pay": 100}]

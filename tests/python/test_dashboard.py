@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from conftest import Server, flightbay_bin
+from flightbay_server import flightbay_bin
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -125,7 +125,8 @@ def screenshot(page: Page, path: Path) -> None:
     assert path.stat().st_size > 10_000, "an empty screenshot"
 
 
-def test_the_dashboard_shows_flights_the_stats_numbers_and_lineage(server, browser, tmp_path: Path) -> None:
+def test_the_dashboard_shows_flights_the_stats_numbers_and_lineage(start_server, browser, tmp_path: Path) -> None:
+    server = start_server(memory_limit="2GiB", http=True)
     client = flight.connect(server.uri)
     trips = upload(client, ["trips"], table(1000))
     orders = upload(client, ["sales", "orders"], table(40))
@@ -216,8 +217,8 @@ def token(*grants: str) -> str:
     return subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def test_with_auth_the_dashboard_shows_nothing_without_a_token(browser, tmp_path: Path) -> None:
-    s = Server(tmp_path, "--jwt-secret", SECRET, "--memory-limit", "1GiB", "--ephemeral")
+def test_with_auth_the_dashboard_shows_nothing_without_a_token(start_server, browser, tmp_path: Path) -> None:
+    s = start_server(jwt_secret=SECRET, memory_limit="1GiB", http=True)
     client = flight.connect(s.uri)
     admin_token = token("*:admin")
     admin = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {admin_token}".encode())])
