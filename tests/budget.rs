@@ -215,8 +215,12 @@ async fn every_type_round_trips_through_spill_reload_and_restart() {
         expected
     );
     // reloaded into memory
+    let info = client.get_flight_info(path(&["types"])).await.unwrap();
+    assert_eq!(info_metadata(&info)["pinned"], false);
     action(&mut client, "pin", json!({"name": "types"})).await.unwrap();
     assert_eq!(state_of(&mut client, "types").await, "memory");
+    let info = client.get_flight_info(path(&["types"])).await.unwrap();
+    assert_eq!(info_metadata(&info)["pinned"], true);
     assert_eq!(get_all(&mut client, "types").await, expected, "reloaded");
     // SQL reads every type
     let info = client

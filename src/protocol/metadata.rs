@@ -61,6 +61,8 @@ pub struct InfoMetadata<'a> {
     pub created_at: &'a str,
     /// `memory` or `spilled`.
     pub state: &'static str,
+    /// Kept in memory by the `pin` action.
+    pub pinned: bool,
     /// For derived flights requested by CMD: `hit` when an existing flight answered, `miss` when computed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<&'static str>,
@@ -78,6 +80,7 @@ impl<'a> InfoMetadata<'a> {
             lineage: &flight.meta.lineage,
             created_at: &flight.meta.created_at,
             state: flight.state(),
+            pinned: false,
             cache: None,
         }
     }

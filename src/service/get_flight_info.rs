@@ -38,6 +38,7 @@ async fn describe(
                 FlightRef::Id(_) => None,
             };
             flight_info(
+                store,
                 &flight,
                 &names,
                 descriptor,
@@ -54,7 +55,7 @@ async fn describe(
                 parts: Some(parts),
                 ..Default::default()
             };
-            flight_info(&flight, &names, descriptor, options)
+            flight_info(store, &flight, &names, descriptor, options)
         }
         Descriptor::Command(Command::Put { .. }) => Err(Error::invalid(
             "\"put\" commands are for DoPut; GetFlightInfo takes a PATH, SQL or a derive op",
@@ -73,7 +74,7 @@ async fn describe(
                 cache: Some(outcome.cache.as_str()),
                 ..Default::default()
             };
-            flight_info(&outcome.flight, &names, descriptor, options)
+            flight_info(store, &outcome.flight, &names, descriptor, options)
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::protocol::Ticket;
 use crate::protocol::flight_data::hydrated_schema;
 use crate::protocol::metadata::InfoMetadata;
-use crate::store::{Flight, QualifiedName};
+use crate::store::{Flight, FlightStore, QualifiedName};
 
 /// What to put in a FlightInfo besides the flight itself.
 #[derive(Debug, Default)]
@@ -41,6 +41,7 @@ pub(super) fn partition_ranges(rows: u64, parts: u32) -> Vec<(u64, u64)> {
 
 /// FlightInfo for `flight`, echoing `descriptor`.
 pub(super) fn flight_info(
+    store: &FlightStore,
     flight: &Flight,
     names: &[QualifiedName],
     descriptor: FlightDescriptor,
@@ -60,6 +61,7 @@ pub(super) fn flight_info(
     };
     let mut metadata = InfoMetadata::new(flight, names, options.preferred);
     metadata.cache = options.cache;
+    metadata.pinned = store.is_pinned(flight.id());
     Ok(FlightInfo::new()
         .try_with_schema(&hydrated_schema(&meta.schema))?
         .with_descriptor(descriptor)

@@ -30,7 +30,9 @@ pub(super) async fn handle(
                     .any(|n| glob_match(&pattern, &n.name) || glob_match(&pattern, &n.to_string())));
         if keep {
             let descriptor = canonical_descriptor(&flight, &names);
-            infos.push(flight_info(&flight, &names, descriptor, InfoOptions::default()).map_err(Status::from));
+            infos.push(
+                flight_info(service.store(), &flight, &names, descriptor, InfoOptions::default()).map_err(Status::from),
+            );
         }
     }
     Ok(Response::new(futures::stream::iter(infos).boxed()))

@@ -135,6 +135,10 @@ def test_html_shows_spilled_state_and_every_name(fresh_client: flightbay.Client)
     assert view.fields["state"] == "on disk (spilled)"
     assert view.fields["name"] == "default.readings, sensors.latest"
     assert view.fields["bytes"] == "781.2 KiB" and t.nbytes == 800_000
+    fresh_client.do_action("pin", id=t.id)
+    pinned = t.refresh()
+    assert pinned.info.pinned
+    assert read(pinned._repr_html_()).fields["state"] == "in memory, pinned"
 
 
 def test_views_never_ask_the_server(server: Server, fresh_client: flightbay.Client) -> None:

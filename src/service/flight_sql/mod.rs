@@ -62,7 +62,7 @@ pub(super) async fn get_flight_info(
         parts: parallel_endpoints(outcome.flight.meta.num_bytes, &query),
         ..Default::default()
     };
-    flight_info(&outcome.flight, &names, descriptor, options)
+    flight_info(service.store(), &outcome.flight, &names, descriptor, options)
 }
 
 /// Results at least this large are offered as several row-range endpoints.

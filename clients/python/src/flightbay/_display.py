@@ -67,7 +67,7 @@ def table_html(info: TableInfo) -> str:
         _row("rows", f"{info.num_rows:,}"),
         _row("columns", f"{len(info.schema):,}"),
         _row("bytes", html.escape(format_bytes(info.nbytes))),
-        _row("state", html.escape(describe_state(info.state))),
+        _row("state", html.escape(describe_state(info.state) + (", pinned" if info.pinned else ""))),
         _row("lineage", html.escape(describe_lineage(info))),
         _row("created", html.escape(info.created_at or "unknown")),
         _row("schema", _schema_html(info)),

@@ -37,6 +37,8 @@ class TableInfo:
         Rows and bytes (as held in memory).
     state : str or None
         ``"memory"`` or ``"spilled"``.
+    pinned : bool
+        Kept in memory by the ``pin`` action (never spilled).
     lineage : dict
         How the flight was made: ``{"op": ..., "params": {...}, "inputs": [ids]}``.
     created_at : str or None
@@ -51,6 +53,7 @@ class TableInfo:
     num_rows: int
     nbytes: int
     state: str | None
+    pinned: bool = False
     lineage: dict[str, Any] = field(default_factory=dict)
     created_at: str | None = None
 
@@ -90,6 +93,7 @@ class TableInfo:
                 num_rows=int(total_records) if total_records is not None and total_records >= 0 else 0,
                 nbytes=int(total_bytes) if total_bytes is not None and total_bytes >= 0 else 0,
                 state=meta.get("state"),
+                pinned=bool(meta.get("pinned", False)),
                 lineage=meta.get("lineage") or {},
                 created_at=meta.get("created_at"),
             ),
