@@ -13,7 +13,7 @@ use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::common::{
-    BIN, BinaryServer, TestServer, action, code, info_metadata, listed_ids, path, sample_batch, upload,
+    BIN, BinaryServer, TestServer, action, code, info_metadata, listed_ids, path, sample_batch, snapshot, upload,
 };
 
 const SECRET: &str = "auth-matrix-secret-0123456789";
@@ -43,26 +43,6 @@ async fn client(server: &TestServer, header: Option<String>) -> FlightClient {
 
 fn bearer(token: &str) -> Option<String> {
     Some(format!("Bearer {token}"))
-}
-
-/// Everything a client could observe about the store: (id, names, rows) of every flight, sorted.
-async fn snapshot(admin: &mut FlightClient) -> Vec<(u64, serde_json::Value, i64)> {
-    let infos: Vec<FlightInfo> = admin
-        .list_flights(Vec::<u8>::new())
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    let mut out: Vec<_> = infos
-        .iter()
-        .map(|i| {
-            let m = info_metadata(i);
-            (m["id"].as_u64().unwrap(), m["names"].clone(), i.total_records)
-        })
-        .collect();
-    out.sort_by_key(|(id, _, _)| *id);
-    out
 }
 
 fn ticket_of(info: &FlightInfo) -> Ticket {

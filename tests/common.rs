@@ -451,3 +451,23 @@ pub async fn hanging_upload(addr: impl std::fmt::Display, messages: Vec<FlightDa
         let _ = raw.do_put(input).await;
     })
 }
+
+/// Everything a client could observe about the store: (id, names, rows) of every flight, sorted.
+pub async fn snapshot(admin: &mut FlightClient) -> Vec<(u64, serde_json::Value, i64)> {
+    let infos: Vec<FlightInfo> = admin
+        .list_flights(Vec::<u8>::new())
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let mut out: Vec<_> = infos
+        .iter()
+        .map(|i| {
+            let m = info_metadata(i);
+            (m["id"].as_u64().unwrap(), m["names"].clone(), i.total_records)
+        })
+        .collect();
+    out.sort_by_key(|(id, _, _)| *id);
+    out
+}

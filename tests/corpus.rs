@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arrow::array::{ArrayRef, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
-use arrow_flight::{FlightClient, FlightData, FlightDescriptor, FlightInfo, Ticket};
+use arrow_flight::{FlightClient, FlightData, FlightDescriptor, Ticket};
 use base64::Engine as _;
 use bytes::Bytes;
 use flightbay::auth::{Grants, TokenAuthority};
@@ -518,26 +518,6 @@ async fn send(server: &TestServer, who: Who, request: Request) -> Code {
         Ok(()) => Code::Ok,
         Err(e) => code(e),
     }
-}
-
-/// Everything a client can observe of the store: (id, names, rows), sorted by id.
-async fn snapshot(admin: &mut FlightClient) -> Vec<(u64, serde_json::Value, i64)> {
-    let infos: Vec<FlightInfo> = admin
-        .list_flights(Vec::<u8>::new())
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    let mut out: Vec<_> = infos
-        .iter()
-        .map(|i| {
-            let m = info_metadata(i);
-            (m["id"].as_u64().unwrap(), m["names"].clone(), i.total_records)
-        })
-        .collect();
-    out.sort_by_key(|(id, _, _)| *id);
-    out
 }
 
 #[tokio::test]

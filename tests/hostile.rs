@@ -65,19 +65,7 @@ pub async fn raw_unary_as(server: &TestServer, auth: Option<&str>, method: &str,
     if let Some(auth) = auth {
         request.metadata_mut().insert("authorization", auth.parse().unwrap());
     }
-    match grpc.server_streaming(request, path, RawCodec).await {
-        Ok(response) => {
-            let mut stream = response.into_inner();
-            loop {
-                match stream.next().await {
-                    Some(Ok(_)) => continue,
-                    Some(Err(status)) => return status.code(),
-                    None => return Code::Ok,
-                }
-            }
-        }
-        Err(status) => status.code(),
-    }
+    final_code(grpc.server_streaming(request, path, RawCodec).await).await
 }
 
 /// Sends `messages` as a DoPut stream of raw protobuf messages and returns the status code.
@@ -94,16 +82,20 @@ pub async fn raw_put_as(server: &TestServer, auth: Option<&str>, messages: Vec<B
     if let Some(auth) = auth {
         request.metadata_mut().insert("authorization", auth.parse().unwrap());
     }
-    match grpc.streaming(request, path, RawCodec).await {
+    final_code(grpc.streaming(request, path, RawCodec).await).await
+}
+
+/// The status a streaming call ends with: its error, the first error in its stream, or OK.
+async fn final_code(result: Result<tonic::Response<tonic::Streaming<Bytes>>, tonic::Status>) -> Code {
+    match result {
         Ok(response) => {
             let mut stream = response.into_inner();
-            loop {
-                match stream.next().await {
-                    Some(Ok(_)) => continue,
-                    Some(Err(status)) => return status.code(),
-                    None => return Code::Ok,
+            while let Some(message) = stream.next().await {
+                if let Err(status) = message {
+                    return status.code();
                 }
             }
+            Code::Ok
         }
         Err(status) => status.code(),
     }
